@@ -1,0 +1,252 @@
+"""The command line: ``crawler crawl``, ``crawler validate``, ``crawler bench``.
+
+Owns: argument parsing (typer), turning errors into one line on stderr and an exit code, the
+progress display (rich, on a terminal only) and the end-of-run summary. Exit codes: 0 the crawl
+ran to completion (individual page failures are recorded, not fatal); 1 the crawl could not run
+(state locked or unusable); 2 bad configuration or usage; 130 / 143 stopped by SIGINT / SIGTERM
+(the state is saved and a re-run resumes).
+Must not: contain crawl logic; it calls :func:`crawler.engine.run_crawl`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import anyio
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from crawler import logconfig
+from crawler.config import JobConfig, job_from_mapping, load_job
+from crawler.engine import CrawlProgress, CrawlSummary, run_crawl
+from crawler.errors import ConfigError, CrawlerError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="An async, concurrent web crawler: polite, crash-safe, fast.",
+)
+err = Console(stderr=True)
+out = Console()
+
+T = TypeVar("T")
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _run_async(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run on asyncio (aiolimiter-free, but the engine relies on asyncio); uvloop if installed."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        options: dict[str, Any] = {}
+    else:
+        options = {"use_uvloop": True}
+    return anyio.run(fn, backend="asyncio", backend_options=options)
+
+
+def _apply_overrides(
+    job: JobConfig, output: Path | None, concurrency: int | None, log_level: str | None
+) -> JobConfig:
+    data = job.model_dump(mode="python")
+    if output is not None:
+        data["output"]["dir"] = output
+    if concurrency is not None:
+        data["limits"]["concurrency"] = concurrency
+    if log_level is not None:
+        data["logging"]["level"] = log_level
+    return job_from_mapping(data, source="command line")
+
+
+@contextmanager
+def _progress_display(enabled: bool) -> Iterator[Callable[[CrawlProgress], None] | None]:
+    if not enabled:
+        yield None
+        return
+    progress = Progress(
+        TextColumn("[bold]crawl"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>7.1f} pages/s  in flight {task.fields[in_flight]}"),
+        TextColumn("[red]errors {task.fields[errors]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    task = progress.add_task("crawl", total=None, rate=0.0, in_flight=0, errors=0)
+
+    def update(p: CrawlProgress) -> None:
+        rate = p.done / p.elapsed_s if p.elapsed_s > 0 else 0.0
+        total = p.done + p.queued + p.in_flight
+        progress.update(
+            task, completed=p.done, total=total, rate=rate, in_flight=p.in_flight, errors=p.errors
+        )
+
+    with progress:
+        yield update
+
+
+def _print_summary(summary: CrawlSummary) -> None:
+    table = Table(title=f"crawl {summary.name!r}", show_header=False, box=None)
+    table.add_row("pages", f"{summary.pages:,}")
+    table.add_row("bytes", f"{summary.bytes:,}")
+    table.add_row("elapsed", f"{summary.elapsed_s:.2f} s")
+    table.add_row("rate", f"{summary.pages_per_s:,.1f} pages/s")
+    for kind, n in sorted(summary.outcomes.items()):
+        table.add_row(f"outcome {kind}", f"{n:,}")
+    for version, n in sorted(summary.http_versions.items()):
+        table.add_row(f"via {version}", f"{n:,}")
+    for reason, n in sorted(summary.filtered.items()):
+        table.add_row(f"links dropped: {reason}", f"{n:,}")
+    table.add_row("left in queue", f"{summary.queued_left:,}")
+    table.add_row("manifest", str(summary.manifest))
+    if summary.stopped_by:
+        table.add_row("stopped by", f"{summary.stopped_by} (re-run the same command to resume)")
+    out.print(table)
+
+
+def _crawl(job: JobConfig, *, show_progress: bool) -> CrawlSummary:
+    logconfig.configure(job.logging.level, job.logging.format)
+    with _progress_display(show_progress) as on_progress:
+
+        async def go() -> CrawlSummary:
+            return await run_crawl(job, on_progress=on_progress)
+
+        try:
+            return _run_async(go)
+        except ConfigError as exc:
+            raise _fail(str(exc), 2) from None
+        except CrawlerError as exc:
+            raise _fail(str(exc), 1) from None
+
+
+@app.command()
+def crawl(
+    job_file: Annotated[Path, typer.Argument(help="The job's YAML file.", show_default=False)],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Output folder (overrides the job).")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Requests in flight (overrides the job).", min=1)
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="debug, info, warning or error (overrides the job).")
+    ] = None,
+    progress: Annotated[
+        bool | None, typer.Option(help="Progress display (default: on a terminal).")
+    ] = None,
+) -> None:
+    """Crawl from the job's seeds until nothing in scope is left. Re-run to resume."""
+    try:
+        job = _apply_overrides(load_job(job_file), output, concurrency, log_level)
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    summary = _crawl(job, show_progress=err.is_terminal if progress is None else progress)
+    _print_summary(summary)
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command()
+def validate(
+    job_file: Annotated[Path, typer.Argument(help="The job's YAML file.", show_default=False)],
+) -> None:
+    """Check a job file without fetching anything."""
+    try:
+        job = load_job(job_file)
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    domains = ", ".join(job.scope.domains or job.seed_hosts())
+    out.print(
+        f"{job_file}: ok: job {job.name!r}, {len(job.seeds)} seed(s), domains {domains}, "
+        f"output {job.output.dir}",
+        highlight=False,
+    )
+
+
+@contextmanager
+def _bench_server(pages: int, tls_dir: Path | None) -> Iterator[dict[str, Any]]:
+    cmd = [sys.executable, "-m", "crawler.benchsite", "--pages", str(pages)]
+    if tls_dir is not None:
+        cmd += ["--tls", str(tls_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)  # noqa: S603
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise _fail("the bench server did not start", 1)
+        yield json.loads(line)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@app.command()
+def bench(
+    pages: Annotated[int, typer.Option(help="Pages in the generated site.", min=1)] = 10_000,
+    http2: Annotated[bool, typer.Option(help="HTTP/2 over TLS (else HTTP/1.1 plain).")] = True,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight.", min=1)] = 64,
+    output: Annotated[
+        Path | None, typer.Option(help="Keep the crawl's output here (default: a temp folder).")
+    ] = None,
+) -> None:
+    """Serve a generated site on 127.0.0.1 and crawl it with the full engine: pages/s."""
+    with tempfile.TemporaryDirectory(prefix="crawler-bench-") as tmp:
+        tmp_path = Path(tmp)
+        with _bench_server(pages, tmp_path / "tls" if http2 else None) as server:
+            job = job_from_mapping(
+                {
+                    "name": "bench",
+                    "seeds": [server["url"]],
+                    "scope": {"query": "drop"},
+                    "limits": {
+                        "concurrency": concurrency,
+                        "per_host": {"concurrency": concurrency, "rate": 1_000_000},
+                    },
+                    "http": {"http2": http2, "ca_bundle": server["ca"]},
+                    "robots": {"obey": False},
+                    "output": {"dir": str(output or tmp_path / "out")},
+                    "logging": {"level": "warning"},
+                },
+                source="bench",
+            )
+            started = time.perf_counter()
+            summary = _crawl(job, show_progress=err.is_terminal)
+            wall = time.perf_counter() - started
+    _print_summary(summary)
+    ok = summary.outcomes.get("ok", 0)
+    out.print(
+        f"bench: {ok:,} of {pages:,} pages in {wall:.2f} s = {ok / wall:,.1f} pages/s "
+        f"({'HTTP/2 over TLS' if http2 else 'HTTP/1.1'}, concurrency {concurrency}, "
+        f"server on the same cores)",
+        highlight=False,
+    )
+    if ok != pages:
+        raise _fail(f"bench crawl incomplete: {ok} of {pages} pages", 1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

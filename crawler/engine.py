@@ -1,0 +1,379 @@
+"""The crawl engine: the only module that knows every stage and wires them together.
+
+One URL's path (the numbers match the code below):
+
+1. **Admit.** Seeds, and later each page's links, are canonicalized (``urls``), checked against
+   the job's scope, and offered to the **frontier**, which admits each canonical URL once, within
+   the page budget, durably (SQLite).
+2. **Schedule.** A worker asks the **scheduler** for the next request. The scheduler leases
+   small batches per host from the frontier and hands out a request of whichever host may go now
+   (per-host concurrency and pacing, global concurrency), round-robin across hosts.
+3. **Fetch.** The **fetcher** GETs the URL through the one ``AsyncClient`` and streams a 2xx body
+   into a temp file from **storage**, under a byte cap and a total deadline. Whatever happens
+   comes back as an outcome value.
+4. **Store.** On success storage renames the finished, hashed body into place; otherwise the
+   temp file is dropped, so a partial body is never presented as done.
+5. **Extract.** For an HTML page, **extract** turns the body into links; a redirect's Location
+   is one link of the same depth. Back to 1.
+6. **Settle.** The frontier marks the URL done with its manifest record and admits its links in
+   one transaction; storage appends the record to ``manifest.jsonl``; the worker releases its
+   slot in the scheduler.
+
+The crawl is finished when the frontier's outstanding work (queued + leased) reaches zero and
+no request is in flight, not when the queue is momentarily empty. SIGINT / SIGTERM stop new work,
+let in-flight requests finish within the grace period, and leave the state resumable.
+
+Resources (storage, frontier, fetcher) are opened outside the task group that uses them, so
+workers stop before anything closes. Every task lives in the engine's one task group.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import structlog
+
+from crawler.config import JobConfig
+from crawler.extract import extract_links, is_html
+from crawler.fetcher import Fetcher
+from crawler.frontier import SqliteFrontier
+from crawler.models import CrawlRequest, FetchResult, Outcome, PageRecord
+from crawler.scheduler import Scheduler
+from crawler.storage import BodyWriter, Storage
+from crawler.urls import QueryPolicy, Scope, ScopeVerdict, canonicalize, host_of, hostname_of
+
+__all__ = ["CrawlProgress", "CrawlSummary", "run_crawl"]
+
+log = structlog.get_logger()
+
+_SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+@dataclass(frozen=True, slots=True)
+class CrawlProgress:
+    """A snapshot for progress displays."""
+
+    done: int
+    queued: int
+    in_flight: int
+    errors: int
+    bytes: int
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class CrawlSummary:
+    """What a crawl run did. ``pages`` counts URLs settled in this run."""
+
+    name: str
+    pages: int
+    bytes: int
+    outcomes: dict[str, int]
+    http_versions: dict[str, int]
+    filtered: dict[str, int]
+    elapsed_s: float
+    queued_left: int
+    manifest: Path
+    stopped_by: str | None = None  # "SIGINT" / "SIGTERM" when a signal ended the run
+    exit_code: int = 0
+
+    @property
+    def pages_per_s(self) -> float:
+        return self.pages / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def complete(self) -> bool:
+        return self.stopped_by is None and self.queued_left == 0
+
+
+@dataclass(eq=False)
+class _Counters:
+    pages: int = 0
+    bytes: int = 0
+    errors: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    versions: Counter[str] = field(default_factory=Counter)
+    filtered: Counter[str] = field(default_factory=Counter)
+
+
+class _Crawl:
+    """One run of a job: holds the opened resources and the per-URL pipeline."""
+
+    def __init__(
+        self,
+        job: JobConfig,
+        storage: Storage,
+        frontier: SqliteFrontier,
+        fetcher: Fetcher,
+    ) -> None:
+        self.job = job
+        self.storage = storage
+        self.frontier = frontier
+        self.fetcher = fetcher
+        self.policy = QueryPolicy(job.scope.query, job.scope.strip_params)
+        self.scope = Scope(
+            job.scope.domains or job.seed_hosts(),
+            subdomains=job.scope.subdomains,
+            include=job.scope.include,
+            exclude=job.scope.exclude,
+            max_depth=job.scope.max_depth,
+        )
+        self.scheduler = Scheduler(
+            frontier,
+            concurrency=job.limits.concurrency,
+            per_host_concurrency=job.limits.per_host.concurrency,
+            per_host_rate=job.limits.per_host.rate,
+        )
+        self.counters = _Counters()
+        self.started = time.monotonic()
+        self.stopped_by: str | None = None
+
+    # 1. admit ---------------------------------------------------------------------------
+
+    def admissible(self, url: str, depth: int, redirects: int = 0) -> CrawlRequest | None:
+        """A request for ``url`` if it canonicalizes and is in scope, else None (counted)."""
+        canonical = canonicalize(url, self.policy)
+        if canonical is None:
+            self.counters.filtered["not_http"] += 1
+            return None
+        verdict = self.scope.check(canonical, depth)
+        if verdict is not ScopeVerdict.IN:
+            self.counters.filtered[verdict.value] += 1
+            return None
+        return CrawlRequest(canonical, host_of(canonical), depth, redirects)
+
+    def add_seeds(self) -> None:
+        requests = []
+        for seed in self.job.seeds:
+            request = self.admissible(seed, 0)
+            if request is None:
+                log.warning("seed.out_of_scope", url=seed)
+            else:
+                requests.append(request)
+        admitted = self.frontier.add(requests)
+        log.info("crawl.seeded", seeds=len(self.job.seeds), admitted=admitted)
+
+    # 2.-6. one URL ----------------------------------------------------------------------
+
+    async def worker(self) -> None:
+        scheduler = self.scheduler
+        while (request := await scheduler.wait_next()) is not None:
+            try:
+                await self.process(request)
+            finally:
+                scheduler.release(request)
+
+    async def process(self, request: CrawlRequest) -> None:
+        writer: BodyWriter | None = None
+
+        def open_sink() -> BodyWriter:
+            nonlocal writer
+            writer = self.storage.open_body()
+            return writer
+
+        try:
+            # 3. fetch
+            result = await self.fetcher.fetch(
+                request.url,
+                open_sink,
+                send_auth=self.scope.host_allowed(hostname_of(request.url)),
+            )
+            # 4. store, 5. extract
+            record, links = self.store_and_extract(request, result, writer)
+        except BaseException:
+            if writer is not None:
+                self.storage.discard(writer)
+            raise
+        # 6. settle
+        self.frontier.settle(request, record, links)
+        self.storage.append(record)
+        self.count(record)
+
+    def store_and_extract(
+        self, request: CrawlRequest, result: FetchResult, writer: BodyWriter | None
+    ) -> tuple[PageRecord, list[CrawlRequest]]:
+        outcome, error = result.outcome, result.error
+        final_url = request.url
+        links: list[CrawlRequest] = []
+        stored = None
+        if outcome is Outcome.OK and writer is not None:
+            try:
+                stored = self.storage.commit(writer, request.url)
+            except OSError as exc:
+                outcome, error = Outcome.STORAGE, f"cannot store body: {exc}"
+            else:
+                if is_html(result.content_type):
+                    body = writer.retained()
+                    if body is None:
+                        body = self.storage.read(stored.path, self.job.limits.max_bytes)
+                    found = extract_links(body, request.url, assets=self.job.extract.assets)
+                    depth = request.depth + 1
+                    links = [r for u in found.urls if (r := self.admissible(u, depth))]
+        elif writer is not None:
+            self.storage.discard(writer)
+        if outcome is Outcome.REDIRECT and result.location is not None:
+            final_url = result.location
+            if request.redirects >= self.job.http.max_redirects:
+                outcome = Outcome.TOO_MANY_REDIRECTS
+                error = f"more than {self.job.http.max_redirects} redirects"
+            else:
+                target = self.admissible(result.location, request.depth, request.redirects + 1)
+                links = [target] if target is not None else []
+        record = PageRecord(
+            url=request.url,
+            final_url=final_url,
+            outcome=outcome,
+            depth=request.depth,
+            status=result.status,
+            content_type=result.content_type,
+            bytes=stored.size if stored else 0,
+            sha256=stored.sha256 if stored else None,
+            path=stored.path if stored else None,
+            http_version=result.http_version,
+            elapsed_s=round(result.elapsed_s, 4),
+            error=error,
+        )
+        return record, links
+
+    def count(self, record: PageRecord) -> None:
+        c = self.counters
+        c.pages += 1
+        c.bytes += record.bytes
+        c.outcomes[record.outcome.value] += 1
+        if record.http_version:
+            c.versions[record.http_version] += 1
+        if record.outcome not in (Outcome.OK, Outcome.REDIRECT):
+            c.errors += 1
+        log.info(
+            "fetch.done",
+            url=record.url,
+            status=record.status,
+            outcome=record.outcome.value,
+            bytes=record.bytes,
+            elapsed_s=record.elapsed_s,
+            depth=record.depth,
+            error=record.error,
+        )
+
+    # control ----------------------------------------------------------------------------
+
+    def progress(self) -> CrawlProgress:
+        stats = self.frontier.statistics()
+        c = self.counters
+        return CrawlProgress(
+            done=c.pages,
+            queued=stats.queued,
+            in_flight=self.scheduler.statistics().in_flight,
+            errors=c.errors,
+            bytes=c.bytes,
+            elapsed_s=time.monotonic() - self.started,
+        )
+
+    async def watch_signals(self, workers: anyio.CancelScope, grace_s: float) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                if self.stopped_by is None:
+                    self.stopped_by = signal.Signals(signum).name
+                    log.warning("crawl.stopping", signal=self.stopped_by, grace_s=grace_s)
+                    self.scheduler.stop()
+                    workers.deadline = min(workers.deadline, anyio.current_time() + grace_s)
+                else:
+                    log.warning("crawl.stop_now", signal=signal.Signals(signum).name)
+                    workers.cancel()
+
+    def summary(self) -> CrawlSummary:
+        c = self.counters
+        exit_code = 0
+        if self.stopped_by is not None:
+            exit_code = _SIGNAL_EXIT[signal.Signals[self.stopped_by]]
+        return CrawlSummary(
+            name=self.job.name,
+            pages=c.pages,
+            bytes=c.bytes,
+            outcomes=dict(c.outcomes),
+            http_versions=dict(c.versions),
+            filtered=dict(c.filtered),
+            elapsed_s=time.monotonic() - self.started,
+            queued_left=self.frontier.statistics().outstanding,
+            manifest=self.storage.manifest_path,
+            stopped_by=self.stopped_by,
+            exit_code=exit_code,
+        )
+
+
+async def run_crawl(
+    job: JobConfig,
+    *,
+    on_progress: Callable[[CrawlProgress], None] | None = None,
+    progress_interval_s: float = 0.5,
+    handle_signals: bool = True,
+) -> CrawlSummary:
+    """Run (or resume) the job until nothing is left, or until SIGINT / SIGTERM.
+
+    Raises StateError when the output folder's state cannot be used and ConfigError for
+    settings that only fail when used (a bad CA bundle); every per-URL failure is a record.
+    """
+    root = job.output.dir
+    structlog.contextvars.bind_contextvars(job=job.name)
+    try:
+        with (
+            Storage(root, layout=job.output.layout) as storage,
+            SqliteFrontier(root, max_pages=job.scope.max_pages) as frontier,
+        ):
+            # The manifest is derived from committed state: one line per settled URL, even
+            # after a run that died between a commit and its manifest line.
+            resumed = storage.rewrite_manifest(frontier.records())
+            if resumed:
+                log.info("crawl.resumed", done=resumed, queued=frontier.statistics().queued)
+            async with Fetcher(job) as fetcher:
+                crawl = _Crawl(job, storage, frontier, fetcher)
+                crawl.add_seeds()
+                await _run_workers(crawl, on_progress, progress_interval_s, handle_signals)
+            summary = crawl.summary()
+    finally:
+        structlog.contextvars.unbind_contextvars("job")
+    log.info(
+        "crawl.finished",
+        pages=summary.pages,
+        bytes=summary.bytes,
+        outcomes=summary.outcomes,
+        pages_per_s=round(summary.pages_per_s, 1),
+        queued_left=summary.queued_left,
+        stopped_by=summary.stopped_by,
+    )
+    return summary
+
+
+async def _run_workers(
+    crawl: _Crawl,
+    on_progress: Callable[[CrawlProgress], None] | None,
+    interval_s: float,
+    handle_signals: bool,
+) -> None:
+    async with anyio.create_task_group() as outer:
+        workers_scope = anyio.CancelScope()
+        if handle_signals:
+            outer.start_soon(crawl.watch_signals, workers_scope, crawl.job.limits.stop_grace_s)
+        if on_progress is not None:
+            outer.start_soon(_report_progress, crawl, on_progress, interval_s)
+        with workers_scope:
+            async with anyio.create_task_group() as tg:
+                for _ in range(crawl.job.limits.concurrency):
+                    tg.start_soon(crawl.worker)
+        if on_progress is not None:
+            on_progress(crawl.progress())
+        outer.cancel_scope.cancel()  # the watchers have nothing left to watch
+
+
+async def _report_progress(
+    crawl: _Crawl, on_progress: Callable[[CrawlProgress], None], interval_s: float
+) -> None:
+    while True:
+        on_progress(crawl.progress())
+        await anyio.sleep(interval_s)

@@ -1,0 +1,226 @@
+"""The HTTP side: the one ``AsyncClient``, streaming a response into a sink, outcome kinds.
+
+Owns: the process's single httpx2 ``AsyncClient`` (HTTP/2 on by default, pool limits sized from
+the job's concurrency, granular timeouts, headers, auth, proxy, TLS); streaming a response's
+decoded body into a :class:`~crawler.models.BodySink` with a byte cap (httpx2 decodes gzip,
+deflate, brotli and zstd in bounded pieces, so a decompression bomb stops at the cap without the
+decoded bytes ever being held whole) and a total deadline per request (httpx's read timeout is
+per read, so a slow-drip server is stopped by ``anyio.fail_after``); and translating every httpx2
+exception into an :class:`~crawler.models.Outcome`. httpx2 is imported here and nowhere else,
+and its exceptions never leave this module.
+Must not: follow redirects (the engine sends each hop back through scope and the frontier),
+decide what to store, or touch the frontier.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Self
+
+import anyio
+import httpx2
+
+from crawler.config import HttpConfig, JobConfig
+from crawler.errors import ConfigError
+from crawler.models import BodySink, FetchResult, Outcome
+
+__all__ = ["Fetcher", "build_client"]
+
+
+def _ssl_context(http: HttpConfig) -> ssl.SSLContext | bool:
+    if not http.verify:
+        return False
+    ctx = httpx2.create_ssl_context()  # the system's CAs (or SSL_CERT_FILE / SSL_CERT_DIR)
+    if http.ca_bundle is not None:
+        try:
+            ctx.load_verify_locations(cafile=http.ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"http.ca_bundle: cannot load {http.ca_bundle}: {exc}") from None
+    return ctx
+
+
+def build_client(job: JobConfig) -> httpx2.AsyncClient:
+    """The crawl's one client, configured from the job (not yet entered)."""
+    http, limits = job.http, job.limits
+    t = http.timeouts
+    headers = {"User-Agent": http.user_agent, **http.headers}
+    try:
+        return httpx2.AsyncClient(
+            http2=http.http2,
+            verify=_ssl_context(http),
+            proxy=http.proxy,
+            headers=headers,
+            follow_redirects=False,
+            timeout=httpx2.Timeout(
+                connect=t.connect_s, read=t.read_s, write=t.write_s, pool=t.pool_s
+            ),
+            limits=httpx2.Limits(
+                max_connections=limits.concurrency,
+                max_keepalive_connections=limits.concurrency,
+                keepalive_expiry=30.0,
+            ),
+        )
+    except (ValueError, TypeError, httpx2.InvalidURL) as exc:
+        raise ConfigError(f"http: {exc}") from None
+
+
+def _auth_headers(job: JobConfig, environ: Mapping[str, str]) -> dict[str, str]:
+    auth = job.http.auth
+    if auth is None:
+        return {}
+    if auth.type == "bearer":
+        assert auth.token_env is not None
+        return {"Authorization": f"Bearer {environ[auth.token_env]}"}
+    assert auth.username_env is not None
+    assert auth.password_env is not None
+    basic = httpx2.BasicAuth(environ[auth.username_env], environ[auth.password_env])
+    request = basic.sync_auth_flow(httpx2.Request("GET", "http://auth.invalid/")).__next__()
+    return {"Authorization": request.headers["Authorization"]}
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen:
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return seen
+
+
+def classify(exc: Exception) -> tuple[Outcome, str]:
+    """The outcome kind and a one-line message for an exception raised while fetching."""
+    chain = _chain(exc)
+    message = next((str(e) for e in chain if str(e)), type(exc).__name__)
+    message = " ".join(message.split())[:300]
+    if isinstance(exc, httpx2.TimeoutException | TimeoutError):
+        return Outcome.TIMEOUT, message or "timed out"
+    if isinstance(exc, httpx2.InvalidURL | httpx2.UnsupportedProtocol):
+        return Outcome.INVALID_URL, message
+    if any(isinstance(e, socket.gaierror) for e in chain) or "name resolution" in message.lower():
+        return Outcome.DNS, message
+    if any(isinstance(e, ssl.SSLError | ssl.CertificateError) for e in chain):
+        return Outcome.TLS, message
+    if isinstance(exc, httpx2.ConnectError | httpx2.ProxyError):
+        return Outcome.CONNECT, message
+    if isinstance(exc, httpx2.ProtocolError | httpx2.DecodingError):
+        return Outcome.PROTOCOL, message
+    if isinstance(exc, httpx2.TransportError | OSError):
+        return Outcome.NETWORK, message
+    return Outcome.PROTOCOL, message
+
+
+class Fetcher:
+    """Owns the crawl's AsyncClient. Use as ``async with Fetcher(job) as fetcher``."""
+
+    def __init__(
+        self,
+        job: JobConfig,
+        *,
+        environ: Mapping[str, str] | None = None,
+        client: httpx2.AsyncClient | None = None,
+    ) -> None:
+        import os
+
+        self._client = client if client is not None else build_client(job)
+        self._auth = _auth_headers(job, os.environ if environ is None else environ)
+        self._max_bytes = job.limits.max_bytes
+        self._deadline = job.limits.request_timeout_s
+        self.requests = 0
+
+    def __repr__(self) -> str:
+        return f"<Fetcher requests={self.requests} max_bytes={self._max_bytes}>"
+
+    async def __aenter__(self) -> Self:
+        await self._client.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            await self._client.__aexit__(et, e, tb)
+
+    async def fetch(
+        self,
+        url: str,
+        open_sink: Callable[[], BodySink],
+        *,
+        send_auth: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> FetchResult:
+        """GET ``url``; a 2xx body is streamed into ``open_sink()`` (called at most once).
+
+        Never raises for anything the network or server does: the result's outcome says what
+        happened. When the outcome is not OK, whatever went into the sink must not be kept.
+        """
+        self.requests += 1
+        request_headers = dict(headers or {})
+        if send_auth:
+            request_headers.update(self._auth)
+        started = time.perf_counter()
+        status: int | None = None
+        version: str | None = None
+        ctype: str | None = None
+        try:
+            with anyio.fail_after(self._deadline):
+                async with self._client.stream("GET", url, headers=request_headers) as response:
+                    status = response.status_code
+                    version = response.http_version
+                    ctype = response.headers.get("content-type")
+                    result = await self._read(response, open_sink, started)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome value
+            outcome, message = classify(exc)
+            return FetchResult(
+                outcome,
+                status=status,
+                http_version=version,
+                content_type=ctype,
+                error=message,
+                elapsed_s=time.perf_counter() - started,
+            )
+        return result
+
+    async def _read(
+        self, response: httpx2.Response, open_sink: Callable[[], BodySink], started: float
+    ) -> FetchResult:
+        status = response.status_code
+
+        def result(outcome: Outcome, **kw: str | None) -> FetchResult:
+            return FetchResult(
+                outcome,
+                status=status,
+                http_version=response.http_version,
+                content_type=response.headers.get("content-type"),
+                elapsed_s=time.perf_counter() - started,
+                headers=tuple(response.headers.multi_items()),
+                **kw,
+            )
+
+        if 300 <= status < 400 and "location" in response.headers:
+            try:
+                location = str(response.url.join(response.headers["location"]))
+            except (httpx2.InvalidURL, ValueError) as exc:
+                return result(Outcome.INVALID_URL, error=f"bad Location header: {exc}")
+            return result(Outcome.REDIRECT, location=location)
+        if not 200 <= status < 300:
+            return result(Outcome.HTTP_ERROR, error=f"HTTP {status}")
+        declared = response.headers.get("content-length", "")
+        identity = "content-encoding" not in response.headers
+        if identity and declared.isdigit() and int(declared) > self._max_bytes:
+            return result(
+                Outcome.TOO_LARGE, error=f"Content-Length {declared} > max_bytes {self._max_bytes}"
+            )
+        sink = open_sink()
+        size = 0
+        # httpx2's decoders yield at most 1 MiB per piece, so the cap is checked before a
+        # piece is written and memory stays at one piece whatever the compression ratio.
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self._max_bytes:
+                return result(Outcome.TOO_LARGE, error=f"body exceeds max_bytes {self._max_bytes}")
+            sink.write(chunk)
+        return result(Outcome.OK)

@@ -1,0 +1,239 @@
+"""Bodies to disk, atomically, and the manifest.
+
+Owns: mapping a URL to a safe relative path under the output folder (never outside it: no
+``..``, no absolute paths, bounded name length, query strings hashed); writing a body to a temp
+file, hashed (sha256) while written, renamed into place only when complete, so a partial file is
+never presented as done; and ``manifest.jsonl``, one line per settled URL.
+Must not: know about HTTP, the frontier or scheduling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Literal, Self
+from urllib.parse import unquote, urlsplit
+
+from crawler.models import PageRecord
+
+__all__ = ["BodyWriter", "Storage", "StoredBody", "url_to_path"]
+
+_MAX_SEGMENT = 120  # bytes per path segment; most filesystems allow 255
+_UNSAFE = re.compile(r"[^A-Za-z0-9._~!$&'()+,;=@%-]")
+_TMP_DIR = ".tmp"
+MANIFEST = "manifest.jsonl"
+
+
+def _short_hash(text: str, n: int = 10) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:n]
+
+
+def _safe_segment(segment: str) -> str:
+    """One path segment made safe for any filesystem (bounded, no separators, no dots-only)."""
+    seg = unquote(segment)
+    seg = _UNSAFE.sub("_", seg)
+    if seg in ("", ".", ".."):
+        seg = seg.replace(".", "_") or "_"
+    if seg.startswith("."):
+        seg = "_" + seg[1:]  # no hidden files; also keeps clear of our .tmp folder
+    if len(seg.encode()) > _MAX_SEGMENT:
+        _, dot, ext = seg.rpartition(".")
+        ext = ext if dot and 0 < len(ext) <= 10 else ""
+        seg = f"{seg[: _MAX_SEGMENT - 24]}~{_short_hash(segment)}{'.' + ext if ext else ''}"
+    return seg
+
+
+def url_to_path(url: str, layout: Literal["mirror", "flat"] = "mirror") -> str:
+    """A relative POSIX path for ``url``'s body.
+
+    mirror: ``host[_port]/path``; a directory URL gets ``index.html``; a query becomes a
+    ``~hash`` suffix before the extension. flat: ``host[_port]/<hash>`` plus the path's
+    extension. The result never starts with ``/`` and never contains ``..``.
+    """
+    parts = urlsplit(url)
+    host = _safe_segment((parts.hostname or "_") + (f"_{parts.port}" if parts.port else ""))
+    path = parts.path or "/"
+    if layout == "flat":
+        ext = posixpath.splitext(path)[1]
+        ext = ext if re.fullmatch(r"\.[A-Za-z0-9]{1,10}", ext) else ""
+        return f"{host}/{_short_hash(url, 32)}{ext}"
+    segments = [_safe_segment(s) for s in path.split("/")[1:]]
+    if not segments or path.endswith("/"):
+        segments = [*segments[:-1], "index.html"] if segments else ["index.html"]
+    if parts.query:
+        stem, ext = posixpath.splitext(segments[-1])
+        segments[-1] = _safe_segment(f"{stem}~{_short_hash(parts.query, 8)}{ext}")
+    return posixpath.join(host, *segments)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBody:
+    """A completed body: where it is (relative to the output folder), its size and sha256."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(eq=False)
+class BodyWriter:
+    """A body being written: a temp file, hashed as it grows. Implements ``BodySink``.
+
+    Keeps the first ``retain`` bytes in memory (for link extraction without a re-read). Owned
+    by :class:`Storage`: finish with :meth:`Storage.commit` or :meth:`Storage.discard`.
+    """
+
+    tmp_path: Path
+    file: IO[bytes]
+    retain: int
+    size: int = 0
+    _hash: hashlib._Hash = field(default_factory=hashlib.sha256)
+    _kept: list[bytes] = field(default_factory=list)
+    _kept_size: int = 0
+
+    def write(self, chunk: bytes) -> None:
+        """Append a chunk to the file and the hash."""
+        self.file.write(chunk)
+        self._hash.update(chunk)
+        self.size += len(chunk)
+        if self._kept_size <= self.retain:
+            self._kept.append(chunk)
+            self._kept_size += len(chunk)
+            if self._kept_size > self.retain:
+                self._kept.clear()  # too big to keep: whoever needs it reads the file
+
+    def retained(self) -> bytes | None:
+        """The whole body if it fit in ``retain`` bytes, else None."""
+        return b"".join(self._kept) if self._kept_size <= self.retain else None
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+class Storage:
+    """The output folder: bodies, temp files and the manifest. An async-free context manager.
+
+    ``open_body`` → fetcher writes → ``commit`` (fsync optional, rename into place) or
+    ``discard``. ``append`` writes a manifest record; ``rewrite_manifest`` rebuilds it from
+    committed records (on resume, so there is exactly one line per URL).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        layout: Literal["mirror", "flat"] = "mirror",
+        retain_bytes: int = 4 * 1024 * 1024,
+        fsync: bool = False,
+    ) -> None:
+        self.root = root
+        self.layout: Literal["mirror", "flat"] = layout
+        self._retain = retain_bytes
+        self._fsync = fsync
+        self._tmp = root / _TMP_DIR
+        self._manifest: IO[str] | None = None
+        self._made_dirs: set[str] = set()
+        self.bodies = 0
+
+    def __repr__(self) -> str:
+        return f"<Storage root={str(self.root)!r} layout={self.layout} bodies={self.bodies}>"
+
+    def __enter__(self) -> Self:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._tmp.mkdir(exist_ok=True)
+        for stale in self._tmp.iterdir():  # partial bodies of an interrupted run
+            stale.unlink(missing_ok=True)
+        self._manifest = (self.root / MANIFEST).open("a", encoding="utf-8", buffering=1 << 16)
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._manifest is not None:
+            self._manifest.close()
+            self._manifest = None
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    def open_body(self) -> BodyWriter:
+        """A new temp file to stream a body into."""
+        tmp_path = self._tmp / secrets.token_hex(8)
+        return BodyWriter(tmp_path, tmp_path.open("wb"), self._retain)
+
+    def discard(self, body: BodyWriter) -> None:
+        """Drop a body that must not be presented (failed, too large, not wanted)."""
+        body.file.close()
+        body.tmp_path.unlink(missing_ok=True)
+
+    def commit(self, body: BodyWriter, url: str) -> StoredBody:
+        """Close, (optionally) fsync and rename the body into ``url``'s place.
+
+        Raises OSError when the file cannot be placed (the temp file is removed then).
+        """
+        try:
+            body.file.flush()
+            if self._fsync:
+                os.fsync(body.file.fileno())
+            body.file.close()
+            rel = self._place(body.tmp_path, url_to_path(url, self.layout), url)
+        except OSError:
+            self.discard(body)
+            raise
+        self.bodies += 1
+        return StoredBody(rel, body.size, body.hexdigest())
+
+    def _place(self, tmp: Path, rel: str, url: str) -> str:
+        try:
+            self._rename(tmp, rel)
+        except (NotADirectoryError, IsADirectoryError, FileExistsError):
+            # /a stored as a file and now /a/b needs a folder "a" (or the reverse): keep both,
+            # the later one under a hashed name beside it. The manifest records the real path.
+            head, _, name = rel.rpartition("/")
+            top = head.split("/", 1)[0]
+            rel = f"{top}/_collisions/{_short_hash(url, 16)}-{name}"
+            self._rename(tmp, rel)
+        return rel
+
+    def _rename(self, tmp: Path, rel: str) -> None:
+        dest = self.root / rel
+        parent = rel.rpartition("/")[0]
+        if parent not in self._made_dirs:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(parent)
+        if dest.is_dir():
+            raise IsADirectoryError(str(dest))
+        os.replace(tmp, dest)
+
+    def read(self, rel: str, limit: int) -> bytes:
+        """The first ``limit`` bytes of a stored body."""
+        with (self.root / rel).open("rb") as f:
+            return f.read(limit)
+
+    def append(self, record: PageRecord) -> None:
+        """Write one manifest line (buffered; flushed on close)."""
+        assert self._manifest is not None, "Storage is not open"
+        self._manifest.write(json.dumps(record.to_json_dict(), separators=(",", ":")) + "\n")
+
+    def rewrite_manifest(self, records: Iterable[PageRecord]) -> int:
+        """Replace the manifest with ``records`` (atomically); returns how many were written."""
+        assert self._manifest is not None, "Storage is not open"
+        self._manifest.close()
+        tmp = self._tmp / "manifest.rebuild"
+        count = 0
+        with tmp.open("w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(record.to_json_dict(), separators=(",", ":")) + "\n")
+                count += 1
+        os.replace(tmp, self.manifest_path)
+        self._manifest = self.manifest_path.open("a", encoding="utf-8", buffering=1 << 16)
+        return count

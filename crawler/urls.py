@@ -1,0 +1,144 @@
+"""URL canonical form and crawl scope: pure functions, no I/O.
+
+Owns: what two spellings of one page have in common (the canonical URL that the frontier dedups
+on), and whether a URL is in the job's scope. Must not: know about HTTP, timing or storage.
+w3lib is imported here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from w3lib.url import canonicalize_url
+
+__all__ = ["QueryPolicy", "Scope", "ScopeVerdict", "canonicalize", "host_of", "hostname_of"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True, slots=True)
+class QueryPolicy:
+    """How query strings are treated: ``keep``, ``drop``, or ``strip`` the listed globs."""
+
+    mode: str = "keep"
+    strip_params: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("keep", "drop", "strip"):
+            raise ValueError(f"unknown query mode {self.mode!r}")
+
+    def apply(self, query: str) -> str:
+        """The query string this policy keeps of ``query``."""
+        if not query or self.mode == "keep":
+            return query
+        if self.mode == "drop":
+            return ""
+        pairs = parse_qsl(query, keep_blank_values=True)
+        kept = [
+            (k, v)
+            for k, v in pairs
+            if not any(fnmatch.fnmatchcase(k, g) for g in self.strip_params)
+        ]
+        return query if len(kept) == len(pairs) else urlencode(kept)
+
+
+def canonicalize(url: str, policy: QueryPolicy = QueryPolicy()) -> str | None:
+    """The canonical form of an absolute http(s) URL, or None when it is not one.
+
+    Lower-case scheme and host, default port removed, dot segments resolved, percent-encoding
+    normalized, query parameters sorted (after ``policy``), fragment dropped.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS:
+            return None
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return None
+    if not host:
+        return None
+    netloc = host if ":" not in host else f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc = f"{netloc}:{port}"
+    if parts.username is not None or parts.password is not None:
+        userinfo = parts.netloc.rpartition("@")[0]
+        netloc = f"{userinfo}@{netloc}"
+    query = policy.apply(parts.query)
+    rebuilt = urlunsplit((scheme, netloc, parts.path or "/", query, ""))
+    try:
+        return str(canonicalize_url(rebuilt, keep_fragments=False))
+    except ValueError:
+        return None
+
+
+def host_of(url: str) -> str:
+    """Host of a canonical URL, with the port when it is not the default (``a.org:8443``)."""
+    return urlsplit(url).netloc.rpartition("@")[2]
+
+
+def hostname_of(url: str) -> str:
+    """Lower-case host name of a URL, without port or brackets (``::1``, ``a.org``)."""
+    return urlsplit(url).hostname or ""
+
+
+class ScopeVerdict(enum.StrEnum):
+    """Why a URL is kept out of the crawl (``IN`` when it is not)."""
+
+    IN = "in"
+    OFFSITE = "offsite"
+    DEPTH = "depth"
+    EXCLUDED = "excluded"  # matched an exclude pattern, or none of the include patterns
+
+
+class Scope:
+    """The job's scope rules. ``check`` is pure and cheap; compile once, call per link."""
+
+    __slots__ = ("_domains", "_exclude", "_include", "_max_depth", "_subdomains")
+
+    def __init__(
+        self,
+        domains: Iterable[str],
+        *,
+        subdomains: bool = False,
+        include: Iterable[str] = (),
+        exclude: Iterable[str] = (),
+        max_depth: int | None = None,
+    ) -> None:
+        self._domains = frozenset(d.lower() for d in domains)
+        self._subdomains = subdomains
+        self._include = [re.compile(p) for p in include]
+        self._exclude = [re.compile(p) for p in exclude]
+        self._max_depth = max_depth
+
+    def __repr__(self) -> str:
+        return (
+            f"<Scope domains={sorted(self._domains)} subdomains={self._subdomains} "
+            f"max_depth={self._max_depth}>"
+        )
+
+    def host_allowed(self, hostname: str) -> bool:
+        """Is a bare hostname (no port) one of the scope's domains (or a subdomain of one)?"""
+        if hostname in self._domains:
+            return True
+        if self._subdomains:
+            return any(hostname.endswith("." + d) for d in self._domains)
+        return False
+
+    def check(self, url: str, depth: int) -> ScopeVerdict:
+        """Verdict for a canonical URL found at ``depth`` link hops from a seed."""
+        if not self.host_allowed(hostname_of(url)):
+            return ScopeVerdict.OFFSITE
+        if self._max_depth is not None and depth > self._max_depth:
+            return ScopeVerdict.DEPTH
+        if self._include and not any(p.search(url) for p in self._include):
+            return ScopeVerdict.EXCLUDED
+        if any(p.search(url) for p in self._exclude):
+            return ScopeVerdict.EXCLUDED
+        return ScopeVerdict.IN
