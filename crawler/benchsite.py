@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import posixpath
 import random
 import signal
@@ -232,7 +233,8 @@ async def serve(
     from hypercorn.config import Config
 
     config = Config()
-    config.bind = [f"fd://{sock.fileno()}"]
+    # hypercorn takes ownership of (and closes) the descriptor it is given: give it a copy.
+    config.bind = [f"fd://{os.dup(sock.fileno())}"]
     config.accesslog = None
     config.errorlog = None
     config.loglevel = "ERROR"

@@ -324,7 +324,11 @@ async def run_crawl(
     try:
         with (
             Storage(root, layout=job.output.layout) as storage,
-            SqliteFrontier(root, max_pages=job.scope.max_pages) as frontier,
+            SqliteFrontier(
+                root,
+                max_pages=job.scope.max_pages,
+                level_barrier=job.scope.max_depth is not None,
+            ) as frontier,
         ):
             # The manifest is derived from committed state: one line per settled URL, even
             # after a run that died between a commit and its manifest line.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,10 +69,17 @@ class SqliteFrontier:
     Only one process may hold a job's state at a time (an exclusive lock file).
     """
 
-    def __init__(self, root: Path, *, max_pages: int | None = None) -> None:
+    def __init__(
+        self, root: Path, *, max_pages: int | None = None, level_barrier: bool = False
+    ) -> None:
         self.path = root / STATE_FILE
         self._lock_path = root / "state.lock"
         self._max_pages = max_pages
+        # Strict breadth-first: nothing of depth d+1 is leased while anything of depth d is
+        # outstanding, so a page's depth is its true link distance (exact max_depth). Without
+        # it, concurrency can first discover a page through a longer path.
+        self._barrier = level_barrier
+        self._by_depth: Counter[int] = Counter()  # outstanding (queued + leased) per depth
         self._db: sqlite3.Connection | None = None
         self._lock: IO[bytes] | None = None
         self._admitted = self._queued = self._leased = self._done = 0
@@ -121,6 +129,13 @@ class SqliteFrontier:
         self._done = counts.get(_DONE, 0)
         self._leased = 0
         self._admitted = self._queued + self._done
+        self._by_depth = Counter(
+            dict(
+                db.execute(
+                    "SELECT depth, count(*) FROM urls WHERE state=? GROUP BY depth", (_QUEUED,)
+                )
+            )
+        )
         self._hosts = dict.fromkeys(
             h for (h,) in db.execute("SELECT DISTINCT host FROM urls WHERE state=?", (_QUEUED,))
         )
@@ -151,24 +166,30 @@ class SqliteFrontier:
         rows = [(r.url, r.host, r.depth, r.redirects) for r in requests]
         if not rows:
             return 0
-        budget = None if self._max_pages is None else self._max_pages - self._admitted
-        if budget is not None and budget <= 0:
-            return 0
         sql = "INSERT OR IGNORE INTO urls (url, host, depth, redirects) VALUES (?, ?, ?, ?)"
-        before = db.total_changes
-        if budget is None or budget >= len(rows):
-            db.executemany(sql, rows)
-        else:
-            for row in rows:
-                if db.total_changes - before >= budget:
-                    break
-                db.execute(sql, row)
-        admitted = db.total_changes - before
-        if admitted:
-            self._admitted += admitted
-            self._queued += admitted
-            for row in rows:
-                self._hosts.setdefault(row[1])
+        admitted = 0
+        # Rows are grouped by depth (a page's links all share one) to count admissions per depth.
+        for depth in sorted({row[2] for row in rows}):
+            group = [row for row in rows if row[2] == depth]
+            budget = None if self._max_pages is None else self._max_pages - self._admitted
+            if budget is not None and budget <= 0:
+                break
+            before = db.total_changes
+            if budget is None or budget >= len(group):
+                db.executemany(sql, group)
+            else:
+                for row in group:
+                    if db.total_changes - before >= budget:
+                        break
+                    db.execute(sql, row)
+            n = db.total_changes - before
+            if n:
+                self._by_depth[depth] += n
+                self._admitted += n
+                self._queued += n
+                admitted += n
+                for row in group:
+                    self._hosts.setdefault(row[1])
         return admitted
 
     def add(self, requests: Iterable[CrawlRequest]) -> int:
@@ -192,20 +213,30 @@ class SqliteFrontier:
         """Hosts that may have queued requests, in round-robin order (oldest served first)."""
         return list(self._hosts)
 
+    def level(self) -> int | None:
+        """The shallowest depth with outstanding work (None when nothing is outstanding)."""
+        return min((d for d, n in self._by_depth.items() if n > 0), default=None)
+
     def lease(self, host: str, limit: int, now: float) -> list[CrawlRequest]:
         """Up to ``limit`` queued requests for ``host``, breadth-first, marked leased.
 
-        The host moves to the back of the round-robin order; it is forgotten when it has no
-        queued requests left.
+        With the level barrier, only requests of the current :meth:`level`. The host moves to
+        the back of the round-robin order, and is forgotten when it has no queued rows left.
         """
+        max_depth = self.level() if self._barrier else None
         rows = self._conn.execute(
             "UPDATE urls SET state=? WHERE id IN (SELECT id FROM urls WHERE state=? AND host=? "
-            "AND not_before<=? ORDER BY depth, id LIMIT ?) "
+            "AND not_before<=? AND depth<=? ORDER BY depth, id LIMIT ?) "
             "RETURNING url, host, depth, redirects",
-            (_LEASED, _QUEUED, host, now, limit),
+            (_LEASED, _QUEUED, host, now, 1 << 62 if max_depth is None else max_depth, limit),
         ).fetchall()
         self._hosts.pop(host, None)
-        if len(rows) == limit:
+        if (
+            len(rows) == limit
+            or self._conn.execute(
+                "SELECT 1 FROM urls WHERE state=? AND host=? LIMIT 1", (_QUEUED, host)
+            ).fetchone()
+        ):
             self._hosts[host] = None
         n = len(rows)
         self._queued -= n
@@ -247,6 +278,7 @@ class SqliteFrontier:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        self._by_depth[request.depth] -= 1
         self._leased -= 1
         self._done += 1
         return admitted
