@@ -108,7 +108,8 @@ class EdgeApp:
                 return
         elif p == "/malformed":
             await respond(
-                200, b'<html><a href="/ok1">one<div><<<</p><a href=/ok2 >two</b></i><a href="/ok3">3<a href="/x'
+                200,
+                b'<html><a href="/ok1">one<div><<<</p><a href=/ok2 >two</b></i><a href="/ok3">3<a href="/x',
             )
         elif p == "/latin1":
             await respond(

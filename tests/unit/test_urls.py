@@ -1,0 +1,70 @@
+"""Canonical URLs and scope decisions."""
+
+from __future__ import annotations
+
+import pytest
+
+from crawler.urls import QueryPolicy, Scope, ScopeVerdict, canonicalize, host_of
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("HTTP://Example.COM:80/a/./b/../c?b=2&a=1#frag", "http://example.com/a/c?a=1&b=2"),
+        ("https://example.com:443/%7Efoo/ bar", "https://example.com/~foo/%20bar"),
+        ("https://example.com", "https://example.com/"),
+        ("https://example.com:8443/x", "https://example.com:8443/x"),
+        ("http://[::1]:8080/x#y", "http://[::1]:8080/x"),
+        ("http://ex.com/a%2fb", "http://ex.com/a%2Fb"),
+        ("http://ex.com/caf\u00e9", "http://ex.com/caf%C3%A9"),
+    ],
+)
+def test_canonical_form(raw: str, canonical: str) -> None:
+    """Scheme and host case, default port, dot segments, percent-encoding, query order and
+    fragments all canonicalize away."""
+    assert canonicalize(raw) == canonical
+
+
+@pytest.mark.parametrize(
+    "raw", ["mailto:a@b.c", "javascript:void(0)", "ftp://x/y", "http://", "http://ex.com:99999/"]
+)
+def test_non_http_or_broken_urls_are_none(raw: str) -> None:
+    """Anything that is not a usable http(s) URL has no canonical form."""
+    assert canonicalize(raw) is None
+
+
+def test_query_policies() -> None:
+    """keep keeps, drop drops, strip removes only the globbed parameters."""
+    url = "http://ex.com/p?utm_source=x&ref=y&id=7&utm_medium=z"
+    assert canonicalize(url, QueryPolicy("keep")) == (
+        "http://ex.com/p?id=7&ref=y&utm_medium=z&utm_source=x"
+    )
+    assert canonicalize(url, QueryPolicy("drop")) == "http://ex.com/p"
+    assert canonicalize(url, QueryPolicy("strip", ("utm_*", "ref"))) == "http://ex.com/p?id=7"
+    with pytest.raises(ValueError, match="unknown query mode"):
+        QueryPolicy("sometimes")
+
+
+def test_host_of_keeps_non_default_port() -> None:
+    """host_of is the scheduler's host key: host plus a non-default port."""
+    assert host_of("https://ex.com:8443/a") == "ex.com:8443"
+    assert host_of("https://ex.com/a") == "ex.com"
+
+
+def test_scope_verdicts() -> None:
+    """Domains (with and without subdomains), depth, include and exclude each decide."""
+    scope = Scope(
+        ["docs.example.org"],
+        include=[r"^https://docs\.example\.org/en/"],
+        exclude=[r"\.pdf$"],
+        max_depth=3,
+    )
+    assert scope.check("https://docs.example.org/en/a", 3) is ScopeVerdict.IN
+    assert scope.check("https://docs.example.org/en/a", 4) is ScopeVerdict.DEPTH
+    assert scope.check("https://docs.example.org/fr/a", 0) is ScopeVerdict.EXCLUDED
+    assert scope.check("https://docs.example.org/en/a.pdf", 0) is ScopeVerdict.EXCLUDED
+    assert scope.check("https://a.docs.example.org/en/a", 0) is ScopeVerdict.OFFSITE
+    assert scope.check("https://example.org/en/a", 0) is ScopeVerdict.OFFSITE
+    sub = Scope(["example.org"], subdomains=True)
+    assert sub.check("https://a.b.example.org/", 0) is ScopeVerdict.IN
+    assert sub.check("https://badexample.org/", 0) is ScopeVerdict.OFFSITE
