@@ -109,7 +109,8 @@ class EdgeApp:
         elif p == "/malformed":
             await respond(
                 200,
-                b'<html><a href="/ok1">one<div><<<</p><a href=/ok2 >two</b></i><a href="/ok3">3<a href="/x',
+                b'<html><a href="/ok1">one<div><<<</p><a href=/ok2 >two</b></i>'
+                b'<a href="/ok3">3<a href="/x',
             )
         elif p == "/latin1":
             await respond(
@@ -255,4 +256,4 @@ async def test_content_length_liar_is_a_failure_not_a_file(
     assert "peer closed" in record["error"].lower() or "incomplete" in record["error"].lower()
     assert summary.outcomes == {"protocol": 1}
     assert not (job.output.dir / "127.0.0.1_" / "page").exists()
-    assert not [p for p in job.output.dir.rglob("page*")]
+    assert not list(job.output.dir.rglob("page*"))

@@ -13,7 +13,8 @@ BASE = "https://ex.com/dir/page.html"
 def test_links_resolved_in_order_without_repeats() -> None:
     """a, area and link hrefs resolve against the page URL; fragments-only and non-http drop."""
     body = (
-        b'<a href="a.html">1</a><a href="/b">2</a><area href="../c"><link href="s.css" rel=stylesheet>'
+        b'<a href="a.html">1</a><a href="/b">2</a><area href="../c">'
+        b'<link href="s.css" rel=stylesheet>'
         b'<a href="#top">t</a><a href="mailto:x@y">m</a><a href="a.html">dup</a>'
         b'<link rel="dns-prefetch" href="//cdn.ex.com"><a href="https://other.org/x">o</a>'
     )
