@@ -53,7 +53,7 @@ def _fail(message: str, code: int) -> typer.Exit:
 
 
 def _run_async(fn: Callable[[], Awaitable[T]]) -> T:
-    """Run on asyncio (aiolimiter-free, but the engine relies on asyncio); uvloop if installed."""
+    """Run on anyio's asyncio backend, with uvloop when it is installed."""
     try:
         import uvloop  # noqa: F401
     except ImportError:

@@ -12,6 +12,7 @@ import fnmatch
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from w3lib.url import canonicalize_url
@@ -51,8 +52,15 @@ def canonicalize(url: str, policy: QueryPolicy = QueryPolicy()) -> str | None:
     """The canonical form of an absolute http(s) URL, or None when it is not one.
 
     Lower-case scheme and host, default port removed, dot segments resolved, percent-encoding
-    normalized, query parameters sorted (after ``policy``), fragment dropped.
+    normalized, query parameters sorted (after ``policy``), fragment dropped. Memoized: pages
+    of one site repeat the same links (navigation), and w3lib's canonicalization is the
+    costliest step per link.
     """
+    return _canonicalize(url, policy)
+
+
+@lru_cache(maxsize=16384)
+def _canonicalize(url: str, policy: QueryPolicy) -> str | None:
     try:
         parts = urlsplit(url.strip())
         scheme = parts.scheme.lower()
