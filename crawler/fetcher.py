@@ -14,6 +14,7 @@ decide what to store, or touch the frontier.
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import time
@@ -123,8 +124,6 @@ class Fetcher:
         environ: Mapping[str, str] | None = None,
         client: httpx2.AsyncClient | None = None,
     ) -> None:
-        import os
-
         self._client = client if client is not None else build_client(job)
         self._auth = _auth_headers(job, os.environ if environ is None else environ)
         self._max_bytes = job.limits.max_bytes
