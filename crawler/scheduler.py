@@ -219,10 +219,6 @@ class Scheduler:
             del self._slots[request.host]
         self._wake()
 
-    def notify(self) -> None:
-        """New work may have arrived (links admitted by someone other than a worker)."""
-        self._wake()
-
     def stop(self) -> None:
         """Hand out nothing more; windowed requests go back to the frontier."""
         self._stopping = True
