@@ -335,6 +335,9 @@ async def run_crawl(
             resumed = storage.rewrite_manifest(frontier.records())
             if resumed:
                 log.info("crawl.resumed", done=resumed, queued=frontier.statistics().queued)
+            if job.robots.obey:
+                # Said once, plainly, rather than implied: robots.txt rules are not applied yet.
+                log.warning("robots.not_implemented", obey=True)
             async with Fetcher(job) as fetcher:
                 crawl = _Crawl(job, storage, frontier, fetcher)
                 crawl.add_seeds()
