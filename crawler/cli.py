@@ -67,6 +67,8 @@ def _apply_overrides(
     job: JobConfig, output: Path | None, concurrency: int | None, log_level: str | None
 ) -> JobConfig:
     data = job.model_dump(mode="python")
+    # load_job already merged the seeds file into ``seeds``: do not read it a second time.
+    data["seeds_file"] = None
     if output is not None:
         data["output"]["dir"] = output
     if concurrency is not None:
