@@ -20,6 +20,7 @@ import os
 import posixpath
 import random
 import signal
+import ipaddress
 import socket
 import sys
 from collections import Counter
@@ -206,8 +207,10 @@ def make_tls(folder: Path) -> TlsFiles:
 
 
 def bind_loopback(host: str = "127.0.0.1") -> socket.socket:
-    """A listening TCP socket on a free loopback port."""
-    if host not in ("127.0.0.1", "::1", "localhost"):
+    """A listening TCP socket on a free loopback port (any of 127.0.0.0/8 or ::1)."""
+    if host == "localhost":
+        host = "127.0.0.1"
+    if not ipaddress.ip_address(host).is_loopback:
         raise ValueError("test servers listen on loopback only")
     family = socket.AF_INET6 if host == "::1" else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

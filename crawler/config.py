@@ -37,9 +37,12 @@ __all__ = [
     "LoggingConfig",
     "OutputConfig",
     "PerHostConfig",
+    "RetriesConfig",
     "RobotsConfig",
     "ScopeConfig",
+    "SitemapsConfig",
     "TimeoutsConfig",
+    "TrapsConfig",
     "job_from_mapping",
     "load_job",
     "read_seeds_file",
@@ -96,6 +99,11 @@ class PerHostConfig(_Model):
     """Requests in flight to one host at once."""
     rate: PositiveFloat = 4.0
     """Requests per second started to one host."""
+    crawl_delay_max_s: Annotated[float, Field(ge=0)] = 30.0
+    """Cap on a robots.txt ``Crawl-delay`` honoured as the host's minimum spacing."""
+    adaptive: bool = True
+    """Adapt each host's concurrency to its latency and errors (halve on 429 / 5xx bursts and
+    timeouts, grow back on success), always within ``concurrency`` and ``rate``."""
 
 
 class LimitsConfig(_Model):
@@ -164,10 +172,58 @@ class HttpConfig(_Model):
 
 
 class RobotsConfig(_Model):
-    """robots.txt handling."""
+    """robots.txt handling (RFC 9309)."""
 
     obey: bool = True
-    """Honour robots.txt."""
+    """Honour robots.txt: fetched once per host before its first page; a disallowed URL is
+    recorded ``robots_disallowed`` and never fetched."""
+    cache_s: PositiveFloat = 86400.0
+    """How long a host's robots.txt is used before it is fetched again."""
+    max_bytes: PositiveInt = 512_000
+    """robots.txt bytes parsed at most (RFC 9309 asks for at least 500 KiB)."""
+
+
+class RetriesConfig(_Model):
+    """Retrying transient failures. A retry goes back through the frontier with a not-before
+    time, so no worker sleeps on it."""
+
+    attempts: PositiveInt = 3
+    """Requests made for one URL at most (1: never retry)."""
+    statuses: tuple[int, ...] = (429, 500, 502, 503, 504)
+    """HTTP statuses retried (connect errors, timeouts and protocol errors always are)."""
+    backoff_base_s: PositiveFloat = 1.0
+    """First retry delay; it doubles per attempt, with jitter (half to full delay)."""
+    backoff_max_s: PositiveFloat = 60.0
+    """Cap on one retry delay."""
+    retry_after_max_s: Annotated[float, Field(ge=0)] = 600.0
+    """Cap on a ``Retry-After`` pause of a whole host (429 / 503)."""
+
+
+class SitemapsConfig(_Model):
+    """Sitemaps as a source of URLs (they pass the same scope rules as links)."""
+
+    enabled: bool = False
+    """Read the ``Sitemap:`` lines of robots.txt (and ``/sitemap.xml``, below)."""
+    probe: bool = True
+    """When enabled, also try ``/sitemap.xml`` on each seed's host."""
+    max_urls: PositiveInt = 50_000
+    """URLs taken from one sitemap file at most (the protocol's limit)."""
+    max_bytes: PositiveInt = 50_000_000
+    """Uncompressed bytes of one sitemap file parsed at most (the protocol's limit)."""
+
+
+class TrapsConfig(_Model):
+    """Limits that cut off crawler traps; a trapped URL is recorded ``trap``, not fetched."""
+
+    max_url_length: PositiveInt = 2048
+    """Longest URL fetched."""
+    max_path_segments: PositiveInt = 32
+    """Most path segments (``/a/b/c`` has 3)."""
+    max_segment_repeats: PositiveInt = 3
+    """Most times one path segment may appear in a path (``/a/b/a/b/a/b/a``: ``a`` 4 times)."""
+    max_per_pattern: PositiveInt | None = None
+    """Most URLs admitted per pattern: the URL with every run of digits replaced (an infinite
+    calendar's ``?month=2031-07`` pages share one). null: no limit."""
 
 
 class ExtractConfig(_Model):
@@ -207,6 +263,9 @@ class JobConfig(_Model):
     limits: LimitsConfig = LimitsConfig()
     http: HttpConfig = HttpConfig()
     robots: RobotsConfig = RobotsConfig()
+    retries: RetriesConfig = RetriesConfig()
+    sitemaps: SitemapsConfig = SitemapsConfig()
+    traps: TrapsConfig = TrapsConfig()
     extract: ExtractConfig = ExtractConfig()
     output: OutputConfig = OutputConfig()
     logging: LoggingConfig = LoggingConfig()

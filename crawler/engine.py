@@ -29,11 +29,13 @@ workers stop before anything closes. Every task lives in the engine's one task g
 
 from __future__ import annotations
 
+import random
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -43,10 +45,22 @@ from crawler.config import JobConfig
 from crawler.extract import extract_links, is_html
 from crawler.fetcher import Fetcher
 from crawler.frontier import SqliteFrontier
-from crawler.models import CrawlRequest, FetchResult, Outcome, PageRecord
+from crawler.models import CrawlRequest, FetchResult, Outcome, PageRecord, RequestKind
+from crawler.politeness import backoff_delay, is_overload, is_retryable, parse_retry_after
+from crawler.robots import RobotsRules, agent_token, rules_from_response
 from crawler.scheduler import Scheduler
+from crawler.sitemaps import parse_sitemap
 from crawler.storage import BodyWriter, Storage
-from crawler.urls import QueryPolicy, Scope, ScopeVerdict, canonicalize, host_of, hostname_of
+from crawler.urls import (
+    QueryPolicy,
+    Scope,
+    ScopeVerdict,
+    TrapLimits,
+    canonicalize,
+    host_of,
+    hostname_of,
+    origin_of,
+)
 
 __all__ = ["CrawlProgress", "CrawlSummary", "run_crawl"]
 
@@ -82,6 +96,7 @@ class CrawlSummary:
     manifest: Path
     stopped_by: str | None = None  # "SIGINT" / "SIGTERM" when a signal ended the run
     exit_code: int = 0
+    retries: int = 0  # requests that failed transiently and went back for another attempt
 
     @property
     def pages_per_s(self) -> float:
@@ -100,6 +115,29 @@ class _Counters:
     outcomes: Counter[str] = field(default_factory=Counter)
     versions: Counter[str] = field(default_factory=Counter)
     filtered: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+
+
+class _MemorySink:
+    """Keeps the first ``cap`` bytes of a small body (robots.txt); the rest is dropped."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        if self.size < self.cap:
+            piece = chunk[: self.cap - self.size]
+            self.parts.append(piece)
+            self.size += len(piece)
+
+    def data(self) -> bytes:
+        return b"".join(self.parts)
+
+
+_ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 2.3.1.2
+_REFUSED = list[tuple[CrawlRequest, PageRecord]]
 
 
 class _Crawl:
@@ -124,19 +162,39 @@ class _Crawl:
             exclude=job.scope.exclude,
             max_depth=job.scope.max_depth,
         )
+        t = job.traps
+        self.traps = TrapLimits(
+            max_url_length=t.max_url_length,
+            max_path_segments=t.max_path_segments,
+            max_segment_repeats=t.max_segment_repeats,
+            max_per_pattern=t.max_per_pattern,
+        )
         self.scheduler = Scheduler(
             frontier,
             concurrency=job.limits.concurrency,
             per_host_concurrency=job.limits.per_host.concurrency,
             per_host_rate=job.limits.per_host.rate,
+            robots=job.robots.obey,
+            adaptive=job.limits.per_host.adaptive,
         )
+        self.agent = agent_token(job.http.user_agent)
+        self.retry_statuses = frozenset(job.retries.statuses)
+        self.rng = random.Random()  # noqa: S311 - jitter, not security
+        self.robots_failures: Counter[str] = Counter()
+        self.robots_notes: dict[str, str] = {}  # host -> why all of it is disallowed
         self.counters = _Counters()
         self.started = time.monotonic()
         self.stopped_by: str | None = None
 
     # 1. admit ---------------------------------------------------------------------------
 
-    def admissible(self, url: str, depth: int, redirects: int = 0) -> CrawlRequest | None:
+    def admissible(
+        self,
+        url: str,
+        depth: int,
+        chain: tuple[str, ...] = (),
+        kind: RequestKind = RequestKind.PAGE,
+    ) -> CrawlRequest | None:
         """A request for ``url`` if it canonicalizes and is in scope, else None (counted)."""
         canonical = canonicalize(url, self.policy)
         if canonical is None:
@@ -146,16 +204,67 @@ class _Crawl:
         if verdict is not ScopeVerdict.IN:
             self.counters.filtered[verdict.value] += 1
             return None
-        return CrawlRequest(canonical, host_of(canonical), depth, redirects)
+        return CrawlRequest(canonical, host_of(canonical), depth, chain, kind)
+
+    def admit(
+        self,
+        urls: Iterable[str],
+        depth: int,
+        *,
+        chain: tuple[str, ...] = (),
+        kind: RequestKind = RequestKind.PAGE,
+    ) -> tuple[list[CrawlRequest], _REFUSED]:
+        """Requests for the in-scope URLs, and trap records for those a trap limit cuts off."""
+        requests: list[CrawlRequest] = []
+        refused: _REFUSED = []
+        for url in urls:
+            request = self.admissible(url, depth, chain, kind)
+            if request is None:
+                continue
+            reason = self.traps.check(request.url)
+            if reason is None:
+                requests.append(request)
+            else:
+                refused.append((request, self.trap_record(request, reason)))
+        if self.traps.max_per_pattern is not None and requests:
+            # Only URLs new to the crawl count against their pattern's budget.
+            new = self.frontier.unknown([r.url for r in requests])
+            kept = []
+            for request in requests:
+                reason = self.traps.charge(request.url) if request.url in new else None
+                if reason is None:
+                    kept.append(request)
+                else:
+                    refused.append((request, self.trap_record(request, reason)))
+            requests = kept
+        return requests, refused
+
+    def trap_record(self, request: CrawlRequest, reason: str) -> PageRecord:
+        self.counters.filtered["trap"] += 1
+        log.info("url.trap", url=request.url, reason=reason)
+        return PageRecord(
+            url=request.url,
+            final_url=request.url,
+            outcome=Outcome.TRAP,
+            depth=request.depth,
+            error=reason,
+            attempts=0,
+        )
 
     def add_seeds(self) -> None:
-        requests = []
+        requests: list[CrawlRequest] = []
         for seed in self.job.seeds:
             request = self.admissible(seed, 0)
             if request is None:
                 log.warning("seed.out_of_scope", url=seed)
             else:
                 requests.append(request)
+        if self.job.sitemaps.enabled and self.job.sitemaps.probe:
+            origins = dict.fromkeys(origin_of(r.url) for r in requests)
+            found, _ = self.admit(
+                (o + "/sitemap.xml" for o in origins), 0, kind=RequestKind.SITEMAP
+            )
+            requests.extend(found)
         admitted = self.frontier.add(requests)
         log.info("crawl.seeded", seeds=len(self.job.seeds), admitted=admitted)
 
@@ -165,7 +274,12 @@ class _Crawl:
         scheduler = self.scheduler
         while (request := await scheduler.wait_next()) is not None:
             try:
-                await self.process(request)
+                if request.kind is RequestKind.ROBOTS:
+                    await self.fetch_robots(request)
+                elif scheduler.take_disallowed(request):
+                    self.settle(request, self.disallowed_record(request), [], [])
+                else:
+                    await self.process(request)
             finally:
                 scheduler.release(request)
 
@@ -177,30 +291,83 @@ class _Crawl:
             writer = self.storage.open_body()
             return writer
 
+        hostname = hostname_of(request.url)
+        # Credentials go to the scope's hosts only, and never to another host than the one
+        # first asked when redirects led here.
+        send_auth = self.scope.host_allowed(hostname) and (
+            not request.chain or hostname_of(request.chain[0]) == hostname
+        )
         try:
             # 3. fetch
-            result = await self.fetcher.fetch(
-                request.url,
-                open_sink,
-                send_auth=self.scope.host_allowed(hostname_of(request.url)),
-            )
+            result = await self.fetcher.fetch(request.url, open_sink, send_auth=send_auth)
+            if self.should_retry(request, result):
+                if writer is not None:
+                    self.storage.discard(writer)
+                return
             # 4. store, 5. extract
-            record, links = self.store_and_extract(request, result, writer)
+            record, links, refused = self.store_and_extract(request, result, writer)
         except BaseException:
             if writer is not None:
                 self.storage.discard(writer)
             raise
         # 6. settle
-        self.frontier.settle(request, record, links)
+        self.settle(request, record, links, refused)
+
+    def settle(
+        self,
+        request: CrawlRequest,
+        record: PageRecord,
+        links: list[CrawlRequest],
+        refused: _REFUSED,
+    ) -> None:
+        self.frontier.settle(request, record, links, refused)
         self.storage.append(record)
+        for _, trapped in refused:
+            self.storage.append(trapped)
         self.count(record)
+
+    def should_retry(self, request: CrawlRequest, result: FetchResult) -> bool:
+        """Feed the host's throttle; on a retryable failure with attempts left, send the URL
+        back to the frontier with a not-before time (and pause the host on Retry-After)."""
+        now = anyio.current_time()
+        host = request.host
+        overloaded = is_overload(result.outcome, result.status)
+        if self.scheduler.feedback(host, now, result.elapsed_s, overloaded):
+            log.info("host.throttled", host=host, stats=self.scheduler.host_statistics(host))
+        pause = None
+        if result.status in (429, 503):
+            pause = parse_retry_after(_header(result, "retry-after"), time.time())
+            if pause is not None:
+                pause = min(pause, self.job.retries.retry_after_max_s)
+                self.scheduler.pause(host, now + pause)
+                log.info("host.paused", host=host, seconds=round(pause, 3), status=result.status)
+        attempt = request.attempts + 1
+        if attempt >= self.job.retries.attempts or not is_retryable(
+            result.outcome, result.status, self.retry_statuses
+        ):
+            return False
+        r = self.job.retries
+        delay = max(backoff_delay(attempt, r.backoff_base_s, r.backoff_max_s, self.rng), pause or 0)
+        self.frontier.retry(request, now + delay)
+        self.counters.retries += 1
+        log.info(
+            "fetch.retry",
+            url=request.url,
+            attempt=attempt,
+            outcome=result.outcome.value,
+            status=result.status,
+            delay_s=round(delay, 3),
+            error=result.error,
+        )
+        return True
 
     def store_and_extract(
         self, request: CrawlRequest, result: FetchResult, writer: BodyWriter | None
-    ) -> tuple[PageRecord, list[CrawlRequest]]:
+    ) -> tuple[PageRecord, list[CrawlRequest], _REFUSED]:
         outcome, error = result.outcome, result.error
         final_url = request.url
         links: list[CrawlRequest] = []
+        refused: _REFUSED = []
         stored = None
         if outcome is Outcome.OK and writer is not None:
             try:
@@ -208,23 +375,19 @@ class _Crawl:
             except OSError as exc:
                 outcome, error = Outcome.STORAGE, f"cannot store body: {exc}"
             else:
-                if is_html(result.content_type):
+                if request.kind is RequestKind.SITEMAP:
+                    links, refused, error = self.read_sitemap(request, writer, stored.path)
+                elif is_html(result.content_type):
                     body = writer.retained()
                     if body is None:
                         body = self.storage.read(stored.path, self.job.limits.max_bytes)
                     found = extract_links(body, request.url, assets=self.job.extract.assets)
-                    depth = request.depth + 1
-                    links = [r for u in found.urls if (r := self.admissible(u, depth))]
+                    links, refused = self.admit(found.urls, request.depth + 1)
         elif writer is not None:
             self.storage.discard(writer)
         if outcome is Outcome.REDIRECT and result.location is not None:
             final_url = result.location
-            if request.redirects >= self.job.http.max_redirects:
-                outcome = Outcome.TOO_MANY_REDIRECTS
-                error = f"more than {self.job.http.max_redirects} redirects"
-            else:
-                target = self.admissible(result.location, request.depth, request.redirects + 1)
-                links = [target] if target is not None else []
+            outcome, error, links, refused = self.follow_redirect(request, result.location)
         record = PageRecord(
             url=request.url,
             final_url=final_url,
@@ -238,8 +401,129 @@ class _Crawl:
             http_version=result.http_version,
             elapsed_s=round(result.elapsed_s, 4),
             error=error,
+            origin=request.chain[0] if request.chain else None,
+            attempts=request.attempts + 1,
         )
-        return record, links
+        return record, links, refused
+
+    def follow_redirect(
+        self, request: CrawlRequest, location: str
+    ) -> tuple[Outcome, str | None, list[CrawlRequest], _REFUSED]:
+        """One redirect hop: checked against the chain (loops), the hop limit, scope and traps;
+        when it passes, the target goes back to the frontier at the same depth (robots.txt is
+        checked when it is scheduled). The target is then known, so it is never fetched twice.
+        """
+        target = canonicalize(location, self.policy)
+        chain = (*request.chain, request.url)
+        if target is None:
+            return Outcome.REDIRECT, "not followed: not an http(s) URL", [], []
+        if target in chain:
+            return Outcome.REDIRECT_LOOP, f"redirect loop back to {target}", [], []
+        if len(chain) > self.job.http.max_redirects:
+            return (
+                Outcome.TOO_MANY_REDIRECTS,
+                f"more than {self.job.http.max_redirects} redirects",
+                [],
+                [],
+            )
+        verdict = self.scope.check(target, request.depth)
+        if verdict is not ScopeVerdict.IN:
+            self.counters.filtered[verdict.value] += 1
+            return Outcome.REDIRECT, f"not followed: {verdict.value}", [], []
+        links, refused = self.admit([target], request.depth, chain=chain, kind=request.kind)
+        return Outcome.REDIRECT, None, links, refused
+
+    def read_sitemap(
+        self, request: CrawlRequest, writer: BodyWriter, path: str
+    ) -> tuple[list[CrawlRequest], _REFUSED, str | None]:
+        cfg = self.job.sitemaps
+        body = writer.retained()
+        if body is None:
+            body = self.storage.read(path, self.job.limits.max_bytes)
+        found = parse_sitemap(body, max_urls=cfg.max_urls, max_bytes=cfg.max_bytes)
+        pages, refused = self.admit(found.pages, request.depth)
+        nested, refused_more = self.admit(found.sitemaps, request.depth, kind=RequestKind.SITEMAP)
+        log.info(
+            "sitemap.read",
+            url=request.url,
+            pages=len(found.pages),
+            sitemaps=len(found.sitemaps),
+            error=found.error,
+        )
+        return pages + nested, refused + refused_more, found.error
+
+    # robots.txt -------------------------------------------------------------------------
+
+    def disallowed_record(self, request: CrawlRequest) -> PageRecord:
+        return PageRecord(
+            url=request.url,
+            final_url=request.url,
+            outcome=Outcome.ROBOTS_DISALLOWED,
+            depth=request.depth,
+            error=self.robots_notes.get(request.host, "disallowed by robots.txt"),
+            origin=request.chain[0] if request.chain else None,
+            attempts=0,
+        )
+
+    async def fetch_robots(self, request: CrawlRequest) -> None:
+        """Fetch a host's robots.txt (following up to 5 redirects) and give the scheduler its
+        verdict: rules, or a block until the next try when it is unreachable."""
+        cfg = self.job.robots
+        url = request.url
+        rules: RobotsRules | None = None
+        for _ in range(_ROBOTS_MAX_REDIRECTS + 1):
+            sink = _MemorySink(cfg.max_bytes)
+            result = await self.fetcher.fetch(
+                url, partial(_same, sink), max_bytes=cfg.max_bytes * 4
+            )
+            if result.outcome is not Outcome.REDIRECT or result.location is None:
+                break
+            url = result.location
+        else:
+            rules = RobotsRules.allow_all(self.agent, result.status)  # too many redirects
+        if rules is None:
+            answered = result.outcome in (Outcome.OK, Outcome.HTTP_ERROR, Outcome.TOO_LARGE)
+            rules = rules_from_response(
+                self.agent,
+                result.status if answered else None,
+                sink.data(),
+                max_bytes=cfg.max_bytes,
+            )
+        now = anyio.current_time()
+        host = request.host
+        if rules.unreachable:
+            failures = self.robots_failures[host] = self.robots_failures[host] + 1
+            why = f"HTTP {result.status}" if result.status else (result.error or "no answer")
+            r = self.job.retries
+            if failures < r.attempts:
+                delay = backoff_delay(failures, r.backoff_base_s, r.backoff_max_s, self.rng)
+                self.scheduler.block(host, now + delay)
+                log.warning("robots.unreachable", host=host, error=why, retry_in_s=round(delay, 3))
+                return
+            self.robots_notes[host] = f"robots.txt unreachable ({why}) after {failures} attempts"
+            log.warning("robots.gave_up", host=host, error=why, attempts=failures)
+        else:
+            self.robots_failures.pop(host, None)
+            self.robots_notes.pop(host, None)
+        crawl_delay = min(rules.crawl_delay_s() or 0.0, self.job.limits.per_host.crawl_delay_max_s)
+        allow_all = not rules.unreachable and rules.status is not None and rules.status >= 400
+        self.scheduler.set_rules(
+            host,
+            None if allow_all else rules.allowed,
+            crawl_delay_s=crawl_delay,
+            until=now + cfg.cache_s,
+        )
+        sitemaps = rules.sitemaps()
+        log.info(
+            "robots.loaded",
+            host=host,
+            status=rules.status,
+            crawl_delay_s=crawl_delay or None,
+            sitemaps=len(sitemaps),
+        )
+        if sitemaps and self.job.sitemaps.enabled:
+            found, _ = self.admit(sitemaps, 0, kind=RequestKind.SITEMAP)
+            self.frontier.add(found)
 
     def count(self, record: PageRecord) -> None:
         c = self.counters
@@ -304,6 +588,7 @@ class _Crawl:
             manifest=self.storage.manifest_path,
             stopped_by=self.stopped_by,
             exit_code=exit_code,
+            retries=c.retries,
         )
 
 
@@ -335,9 +620,6 @@ async def run_crawl(
             resumed = storage.rewrite_manifest(frontier.records())
             if resumed:
                 log.info("crawl.resumed", done=resumed, queued=frontier.statistics().queued)
-            if job.robots.obey:
-                # Said once, plainly, rather than implied: robots.txt rules are not applied yet.
-                log.warning("robots.not_implemented", obey=True)
             async with Fetcher(job) as fetcher:
                 crawl = _Crawl(job, storage, frontier, fetcher)
                 crawl.add_seeds()
@@ -384,3 +666,11 @@ async def _report_progress(
     while True:
         on_progress(crawl.progress())
         await anyio.sleep(interval_s)
+
+
+def _same(sink: _MemorySink) -> _MemorySink:
+    return sink
+
+
+def _header(result: FetchResult, name: str) -> str | None:
+    return next((v for k, v in result.headers if k.lower() == name), None)

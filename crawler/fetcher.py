@@ -29,7 +29,17 @@ from crawler.config import HttpConfig, JobConfig
 from crawler.errors import ConfigError
 from crawler.models import BodySink, FetchResult, Outcome
 
-__all__ = ["Fetcher", "build_client"]
+__all__ = ["Fetcher", "build_client", "is_credential_header"]
+
+_CREDENTIAL_WORDS = ("auth", "token", "key", "secret", "session", "cookie", "password")
+
+
+def is_credential_header(name: str) -> bool:
+    """Does a configured header carry credentials (``Authorization``, ``Cookie``,
+    ``X-Api-Key``, ``X-Auth-Token``...)? Those go only where auth goes: to the scope's hosts,
+    and never to another host after a redirect."""
+    lowered = name.lower()
+    return any(word in lowered for word in _CREDENTIAL_WORDS)
 
 
 def _ssl_context(http: HttpConfig) -> ssl.SSLContext | bool:
@@ -48,7 +58,8 @@ def build_client(job: JobConfig) -> httpx2.AsyncClient:
     """The crawl's one client, configured from the job (not yet entered)."""
     http, limits = job.http, job.limits
     t = http.timeouts
-    headers = {"User-Agent": http.user_agent, **http.headers}
+    plain = {k: v for k, v in http.headers.items() if not is_credential_header(k)}
+    headers = {"User-Agent": http.user_agent, **plain}
     try:
         return httpx2.AsyncClient(
             http2=http.http2,
@@ -70,17 +81,19 @@ def build_client(job: JobConfig) -> httpx2.AsyncClient:
 
 
 def _auth_headers(job: JobConfig, environ: Mapping[str, str]) -> dict[str, str]:
+    """Credentials: the job's auth and its credential-like custom headers."""
+    secret = {k: v for k, v in job.http.headers.items() if is_credential_header(k)}
     auth = job.http.auth
     if auth is None:
-        return {}
+        return secret
     if auth.type == "bearer":
         assert auth.token_env is not None
-        return {"Authorization": f"Bearer {environ[auth.token_env]}"}
+        return {**secret, "Authorization": f"Bearer {environ[auth.token_env]}"}
     assert auth.username_env is not None
     assert auth.password_env is not None
     basic = httpx2.BasicAuth(environ[auth.username_env], environ[auth.password_env])
     request = basic.sync_auth_flow(httpx2.Request("GET", "http://auth.invalid/")).__next__()
-    return {"Authorization": request.headers["Authorization"]}
+    return {**secret, "Authorization": request.headers["Authorization"]}
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -150,6 +163,7 @@ class Fetcher:
         *,
         send_auth: bool = False,
         headers: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
     ) -> FetchResult:
         """GET ``url``; a 2xx body is streamed into ``open_sink()`` (called at most once).
 
@@ -170,7 +184,9 @@ class Fetcher:
                     status = response.status_code
                     version = response.http_version
                     ctype = response.headers.get("content-type")
-                    result = await self._read(response, open_sink, started)
+                    result = await self._read(
+                        response, open_sink, started, max_bytes or self._max_bytes
+                    )
         except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome value
             outcome, message = classify(exc)
             return FetchResult(
@@ -184,7 +200,11 @@ class Fetcher:
         return result
 
     async def _read(
-        self, response: httpx2.Response, open_sink: Callable[[], BodySink], started: float
+        self,
+        response: httpx2.Response,
+        open_sink: Callable[[], BodySink],
+        started: float,
+        max_bytes: int,
     ) -> FetchResult:
         status = response.status_code
 
@@ -209,9 +229,9 @@ class Fetcher:
             return result(Outcome.HTTP_ERROR, error=f"HTTP {status}")
         declared = response.headers.get("content-length", "")
         identity = "content-encoding" not in response.headers
-        if identity and declared.isdigit() and int(declared) > self._max_bytes:
+        if identity and declared.isdigit() and int(declared) > max_bytes:
             return result(
-                Outcome.TOO_LARGE, error=f"Content-Length {declared} > max_bytes {self._max_bytes}"
+                Outcome.TOO_LARGE, error=f"Content-Length {declared} > max_bytes {max_bytes}"
             )
         sink = open_sink()
         size = 0
@@ -219,7 +239,7 @@ class Fetcher:
         # piece is written and memory stays at one piece whatever the compression ratio.
         async for chunk in response.aiter_bytes():
             size += len(chunk)
-            if size > self._max_bytes:
-                return result(Outcome.TOO_LARGE, error=f"body exceeds max_bytes {self._max_bytes}")
+            if size > max_bytes:
+                return result(Outcome.TOO_LARGE, error=f"body exceeds max_bytes {max_bytes}")
             sink.write(chunk)
         return result(Outcome.OK)

@@ -13,6 +13,7 @@ checks scope before calling :meth:`SqliteFrontier.add`).
 from __future__ import annotations
 
 import fcntl
+import heapq
 import json
 import sqlite3
 from collections import Counter
@@ -23,11 +24,11 @@ from types import TracebackType
 from typing import IO, Self
 
 from crawler.errors import StateError
-from crawler.models import CrawlRequest, PageRecord
+from crawler.models import CrawlRequest, PageRecord, RequestKind
 
 __all__ = ["FrontierStats", "SqliteFrontier"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATE_FILE = "state.sqlite3"
 _QUEUED, _LEASED, _DONE = 0, 1, 2
 
@@ -38,7 +39,9 @@ CREATE TABLE IF NOT EXISTS urls (
     url        TEXT NOT NULL UNIQUE,
     host       TEXT NOT NULL,
     depth      INTEGER NOT NULL,
-    redirects  INTEGER NOT NULL DEFAULT 0,
+    chain      TEXT,
+    kind       INTEGER NOT NULL DEFAULT 0,
+    attempts   INTEGER NOT NULL DEFAULT 0,
     state      INTEGER NOT NULL DEFAULT 0,
     not_before REAL NOT NULL DEFAULT 0,
     record     TEXT
@@ -84,6 +87,9 @@ class SqliteFrontier:
         self._lock: IO[bytes] | None = None
         self._admitted = self._queued = self._leased = self._done = 0
         self._hosts: dict[str, None] = {}  # hosts that may have queued rows, in round-robin order
+        # Retries waiting for their not-before time: (not_before, host). Small: one entry per
+        # pending retry, never the queue.
+        self._delayed: list[tuple[float, str]] = []
 
     def __repr__(self) -> str:
         return (
@@ -123,7 +129,10 @@ class SqliteFrontier:
         elif int(row[0]) != SCHEMA_VERSION:
             raise sqlite3.DatabaseError(f"schema version {row[0]}, expected {SCHEMA_VERSION}")
         # Leases of a run that stopped or died were never settled: they go back to the queue.
-        db.execute("UPDATE urls SET state=? WHERE state=?", (_QUEUED, _LEASED))
+        # Not-before times are clock readings of the run that set them: a new run may retry
+        # at once (its scheduler still paces each host).
+        db.execute("UPDATE urls SET state=?, not_before=0 WHERE state=?", (_QUEUED, _LEASED))
+        db.execute("UPDATE urls SET not_before=0 WHERE state=? AND not_before>0", (_QUEUED,))
         counts = dict(db.execute("SELECT state, count(*) FROM urls GROUP BY state").fetchall())
         self._queued = counts.get(_QUEUED, 0)
         self._done = counts.get(_DONE, 0)
@@ -163,10 +172,13 @@ class SqliteFrontier:
 
     def _insert(self, requests: Iterable[CrawlRequest]) -> int:
         db = self._conn
-        rows = [(r.url, r.host, r.depth, r.redirects) for r in requests]
+        rows = [
+            (r.url, r.host, r.depth, json.dumps(r.chain) if r.chain else None, int(r.kind))
+            for r in requests
+        ]
         if not rows:
             return 0
-        sql = "INSERT OR IGNORE INTO urls (url, host, depth, redirects) VALUES (?, ?, ?, ?)"
+        sql = "INSERT OR IGNORE INTO urls (url, host, depth, chain, kind) VALUES (?, ?, ?, ?, ?)"
         admitted = 0
         # Rows are grouped by depth (a page's links all share one) to count admissions per depth.
         for depth in sorted({row[2] for row in rows}):
@@ -207,11 +219,30 @@ class SqliteFrontier:
         db.execute("COMMIT")
         return n
 
+    def unknown(self, urls: Sequence[str]) -> set[str]:
+        """Those of ``urls`` never admitted (nor recorded) before."""
+        known: set[str] = set()
+        for i in range(0, len(urls), 500):
+            part = urls[i : i + 500]
+            marks = ",".join("?" * len(part))
+            known.update(
+                u
+                for (u,) in self._conn.execute(f"SELECT url FROM urls WHERE url IN ({marks})", part)  # noqa: S608
+            )
+        return set(urls) - known
+
     # -- leasing ---------------------------------------------------------------------------
 
-    def hosts(self) -> list[str]:
-        """Hosts that may have queued requests, in round-robin order (oldest served first)."""
+    def hosts(self, now: float) -> list[str]:
+        """Hosts that may have requests ready at ``now``, in round-robin order (oldest served
+        first)."""
+        while self._delayed and self._delayed[0][0] <= now:
+            self._hosts.setdefault(heapq.heappop(self._delayed)[1])
         return list(self._hosts)
+
+    def next_due(self) -> float | None:
+        """When the soonest delayed retry becomes ready (None when none is waiting)."""
+        return self._delayed[0][0] if self._delayed else None
 
     def level(self) -> int | None:
         """The shallowest depth with outstanding work (None when nothing is outstanding)."""
@@ -227,22 +258,34 @@ class SqliteFrontier:
         rows = self._conn.execute(
             "UPDATE urls SET state=? WHERE id IN (SELECT id FROM urls WHERE state=? AND host=? "
             "AND not_before<=? AND depth<=? ORDER BY depth, id LIMIT ?) "
-            "RETURNING url, host, depth, redirects",
+            "RETURNING url, host, depth, chain, kind, attempts",
             (_LEASED, _QUEUED, host, now, 1 << 62 if max_depth is None else max_depth, limit),
         ).fetchall()
         self._hosts.pop(host, None)
         if (
             len(rows) == limit
             or self._conn.execute(
-                "SELECT 1 FROM urls WHERE state=? AND host=? LIMIT 1", (_QUEUED, host)
+                "SELECT 1 FROM urls WHERE state=? AND host=? AND not_before<=? LIMIT 1",
+                (_QUEUED, host, now),
             ).fetchone()
         ):
-            self._hosts[host] = None
+            self._hosts[host] = None  # rows that are only delayed come back through hosts(now)
         n = len(rows)
         self._queued -= n
         self._leased += n
+        requests = [
+            CrawlRequest(
+                url,
+                host,
+                depth,
+                tuple(json.loads(chain)) if chain else (),
+                RequestKind(kind),
+                attempts,
+            )
+            for url, host, depth, chain, kind, attempts in rows
+        ]
         # RETURNING gives rows in no promised order: restore breadth-first order.
-        return sorted((CrawlRequest(*row) for row in rows), key=lambda r: r.depth)
+        return sorted(requests, key=lambda r: r.depth)
 
     def unlease(self, requests: Sequence[CrawlRequest]) -> None:
         """Give leased requests back to the queue (a stopping crawl that will not fetch them)."""
@@ -258,13 +301,30 @@ class SqliteFrontier:
         self._queued += len(urls)
         self._leased -= len(urls)
 
+    def retry(self, request: CrawlRequest, not_before: float) -> None:
+        """Give a leased request back to the queue for another attempt, not before
+        ``not_before`` (a reading of the caller's clock), with its attempt count raised."""
+        self._conn.execute(
+            "UPDATE urls SET state=?, not_before=?, attempts=attempts+1 WHERE url=? AND state=?",
+            (_QUEUED, not_before, request.url, _LEASED),
+        )
+        heapq.heappush(self._delayed, (not_before, request.host))
+        self._queued += 1
+        self._leased -= 1
+
     # -- settling --------------------------------------------------------------------------
 
     def settle(
-        self, request: CrawlRequest, record: PageRecord, links: Iterable[CrawlRequest]
+        self,
+        request: CrawlRequest,
+        record: PageRecord,
+        links: Iterable[CrawlRequest],
+        refused: Iterable[tuple[CrawlRequest, PageRecord]] = (),
     ) -> int:
         """Mark a leased request done with its manifest record and admit the links it produced,
-        in one transaction. Returns how many links were admitted.
+        in one transaction. ``refused`` are links recorded without being fetched (traps):
+        they are settled at once, with their records, unless already known; they do not count
+        against the page budget. Returns how many links were admitted.
         """
         db = self._conn
         payload = json.dumps(record.to_json_dict(), separators=(",", ":"))
@@ -274,10 +334,20 @@ class SqliteFrontier:
                 "UPDATE urls SET state=?, record=? WHERE url=?", (_DONE, payload, request.url)
             )
             admitted = self._insert(links)
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO urls (url, host, depth, state, record) VALUES (?,?,?,?,?)",
+                [
+                    (r.url, r.host, r.depth, _DONE, json.dumps(rec.to_json_dict()))
+                    for r, rec in refused
+                ],
+            )
+            settled_now = db.total_changes - before
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        self._done += settled_now
         self._by_depth[request.depth] -= 1
         self._leased -= 1
         self._done += 1

@@ -16,6 +16,7 @@ __all__ = [
     "FetchResult",
     "Outcome",
     "PageRecord",
+    "RequestKind",
 ]
 
 
@@ -39,6 +40,17 @@ class Outcome(enum.StrEnum):
     TOO_LARGE = "too_large"
     INVALID_URL = "invalid_url"
     STORAGE = "storage"  # the body could not be written (disk full, permissions)
+    ROBOTS_DISALLOWED = "robots_disallowed"  # robots.txt forbids it (or stayed unreachable)
+    REDIRECT_LOOP = "redirect_loop"  # a redirect back to a URL of its own chain
+    TRAP = "trap"  # a crawler-trap limit (URL length, path depth, repeats, pattern budget)
+
+
+class RequestKind(enum.IntEnum):
+    """What a request is for: the body of a page, or a sitemap to read URLs from."""
+
+    PAGE = 0
+    SITEMAP = 1
+    ROBOTS = 2  # never queued in the frontier: the scheduler makes it when a host needs rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +58,21 @@ class CrawlRequest:
     """One URL to fetch, as the frontier hands it out.
 
     ``url`` is canonical (see :func:`crawler.urls.canonicalize`); ``depth`` counts link hops
-    from a seed; ``redirects`` counts redirect hops that led here.
+    from a seed; ``chain`` holds the URLs whose redirects led here, the originally requested
+    one first; ``attempts`` counts earlier tries that ended in a retryable failure.
     """
 
     url: str
     host: str
     depth: int
-    redirects: int = 0
+    chain: tuple[str, ...] = ()
+    kind: RequestKind = RequestKind.PAGE
+    attempts: int = 0
+
+    @property
+    def redirects(self) -> int:
+        """Redirect hops that led here."""
+        return len(self.chain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +105,8 @@ class PageRecord:
     http_version: str | None = None
     elapsed_s: float = 0.0
     error: str | None = None
+    origin: str | None = None  # the URL first requested, when redirects led here
+    attempts: int = 1  # requests made for this URL (more than one after retries)
 
     def to_json_dict(self) -> dict[str, Any]:
         """The record as the manifest writes it (outcome as its string value)."""

@@ -17,7 +17,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from w3lib.url import canonicalize_url
 
-__all__ = ["QueryPolicy", "Scope", "ScopeVerdict", "canonicalize", "host_of", "hostname_of"]
+__all__ = [
+    "QueryPolicy",
+    "Scope",
+    "ScopeVerdict",
+    "TrapLimits",
+    "canonicalize",
+    "host_of",
+    "hostname_of",
+    "origin_of",
+]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -91,6 +100,12 @@ def host_of(url: str) -> str:
     return urlsplit(url).netloc.rpartition("@")[2]
 
 
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of a URL (where its ``/robots.txt`` lives)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
 def hostname_of(url: str) -> str:
     """Lower-case host name of a URL, without port or brackets (``::1``, ``a.org``)."""
     return urlsplit(url).hostname or ""
@@ -150,3 +165,59 @@ class Scope:
         if any(p.search(url) for p in self._exclude):
             return ScopeVerdict.EXCLUDED
         return ScopeVerdict.IN
+
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+class TrapLimits:
+    """Crawler-trap limits: URL length, path depth, repeated path segments, and optionally a
+    budget of URLs per pattern (digits replaced), the one limit that cuts an infinite calendar
+    whose URLs stay short. :meth:`check` is cheap and pure but for the pattern counts it keeps
+    (in memory: one counter per pattern seen, and only when a budget is set)."""
+
+    __slots__ = ("_counts", "max_path_segments", "max_per_pattern", "max_repeats", "max_url_length")
+
+    def __init__(
+        self,
+        *,
+        max_url_length: int = 2048,
+        max_path_segments: int = 32,
+        max_segment_repeats: int = 3,
+        max_per_pattern: int | None = None,
+    ) -> None:
+        self.max_url_length = max_url_length
+        self.max_path_segments = max_path_segments
+        self.max_repeats = max_segment_repeats
+        self.max_per_pattern = max_per_pattern
+        self._counts: dict[str, int] = {}
+
+    def check(self, url: str) -> str | None:
+        """Why a canonical URL is a trap by its shape (one line), or None when it is not."""
+        if len(url) > self.max_url_length:
+            return f"URL longer than {self.max_url_length} characters"
+        path = urlsplit(url).path
+        segments = [s for s in path.split("/") if s]
+        if len(segments) > self.max_path_segments:
+            return f"more than {self.max_path_segments} path segments"
+        if len(segments) > self.max_repeats:
+            seen: dict[str, int] = {}
+            for segment in segments:
+                n = seen[segment] = seen.get(segment, 0) + 1
+                if n > self.max_repeats:
+                    return (
+                        f"path segment {segment[:40]!r} repeated more than {self.max_repeats} times"
+                    )
+        return None
+
+    def charge(self, url: str) -> str | None:
+        """Count a URL new to the crawl against its pattern's budget; why it is over budget,
+        or None (always None without a budget)."""
+        if self.max_per_pattern is None:
+            return None
+        pattern = _DIGITS.sub("0", url)
+        n = self._counts.get(pattern, 0)
+        if n >= self.max_per_pattern:
+            return f"more than {self.max_per_pattern} URLs of pattern {pattern[:80]}"
+        self._counts[pattern] = n + 1
+        return None

@@ -18,12 +18,13 @@ App = Callable[[Scope, Any, Any], Awaitable[None]]
 
 
 class LiveServer:
-    """A hypercorn server running ``app`` on 127.0.0.1 in its own thread and event loop."""
+    """A hypercorn server running ``app`` on a loopback address (127.0.0.1) in its own thread and event loop."""
 
-    def __init__(self, app: App, tls: TlsFiles | None = None) -> None:
+    def __init__(self, app: App, tls: TlsFiles | None = None, host: str = "127.0.0.1") -> None:
         self.app = app
         self.tls = tls
-        self.sock = bind_loopback()
+        self.host = host
+        self.sock = bind_loopback(host)
         self.port = self.sock.getsockname()[1]
         self.scheme = "https" if tls else "http"
         self._ready = threading.Event()
@@ -34,7 +35,7 @@ class LiveServer:
 
     @property
     def origin(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def url(self, path: str) -> str:
         return self.origin + path

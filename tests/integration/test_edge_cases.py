@@ -158,14 +158,15 @@ async def test_broken_servers_become_outcomes(
 ) -> None:
     """A gzip bomb stops at max_bytes, a slow-drip server at the total deadline, a Content-Length
     liar is a failure not a file, malformed and non-UTF-8 pages still yield their links,
-    redirects are followed hop by hop (loops end, max_redirects caps a chain, off-site targets
-    are not fetched), nofollow is honoured, and only OK bodies are kept on disk."""
+    redirects are followed hop by hop (a loop is recorded, max_redirects caps a chain, off-site
+    targets are not fetched), nofollow is honoured, and only OK bodies are kept on disk."""
     app = EdgeApp()
     with LiveServer(app, tls_files) as server:
         job = make_job(
             [server.url("/")],
             limits={"max_bytes": 1_000_000, "request_timeout_s": 2},
             http={"max_redirects": 3},
+            retries={"attempts": 1},  # retries are pinned in test_politeness
         )
         started = time.monotonic()
         summary = await run_crawl(job, handle_signals=False)
@@ -184,11 +185,15 @@ async def test_broken_servers_become_outcomes(
     assert outcome["/redirect"] == "redirect"
     assert records["/redirect"]["final_url"] == server.url("/target")
     assert outcome["/target"] == "ok"
-    assert outcome["/loop-a"] == outcome["/loop-b"] == "redirect"
+    # /loop-a -> /loop-b -> /loop-a: the second hop points back into its own chain.
+    assert outcome["/loop-a"] == "redirect"
+    assert outcome["/loop-b"] == "redirect_loop"
+    assert records["/loop-b"]["origin"] == server.url("/loop-a")
     assert outcome["/chain/0"] == outcome["/chain/1"] == outcome["/chain/2"] == "redirect"
     assert outcome["/chain/3"] == "too_many_redirects"
     assert "/chain/4" not in app.requests
     assert outcome["/offsite-redirect"] == "redirect"
+    assert records["/offsite-redirect"]["error"] == "not followed: offsite"
     for page in LINKED_OK:
         assert outcome[page] == "ok", page
     assert outcome["/binary"] == "ok"
@@ -216,7 +221,7 @@ async def test_content_length_liar_is_a_failure_not_a_file(
     make_job: Callable[..., JobConfig],
 ) -> None:
     """A server that promises 5,000 bytes, sends 11 and closes the connection: the URL is
-    recorded as a protocol failure and no file is presented as done."""
+    recorded as a protocol failure (after its retry) and no file is presented as done."""
     served = 0
 
     async def handle(stream: anyio.abc.SocketStream) -> None:
@@ -233,11 +238,17 @@ async def test_content_length_liar_is_a_failure_not_a_file(
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     async with listener, anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, handle)
-        job = make_job([f"http://127.0.0.1:{port}/page"])
+        job = make_job(
+            [f"http://127.0.0.1:{port}/page"],
+            robots={"obey": False},
+            retries={"attempts": 2, "backoff_base_s": 0.05},
+        )
         summary = await run_crawl(job, handle_signals=False)
         tg.cancel_scope.cancel()
     record = json.loads((job.output.dir / "manifest.jsonl").read_text())
-    assert served == 1
+    assert served == 2
+    assert record["attempts"] == 2
+    assert summary.retries == 1
     assert record["outcome"] == "protocol"
     assert record["path"] is None
     assert "peer closed" in record["error"].lower() or "incomplete" in record["error"].lower()

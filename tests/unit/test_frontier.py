@@ -44,9 +44,9 @@ def test_leases_are_breadth_first_and_hosts_round_robin(tmp_path: Path) -> None:
             "http://a.org/top",
             "http://a.org/mid",
         ]
-        assert f.hosts() == ["b.org", "a.org"]
+        assert f.hosts(0.0) == ["b.org", "a.org"]
         f.lease("b.org", 5, now=0)
-        assert f.hosts() == ["a.org"]
+        assert f.hosts(0.0) == ["a.org"]
 
 
 def test_level_barrier_holds_deeper_levels(tmp_path: Path) -> None:
@@ -55,7 +55,7 @@ def test_level_barrier_holds_deeper_levels(tmp_path: Path) -> None:
         f.add([req("/0"), req("/1", 1)])
         (zero,) = f.lease("a.org", 5, now=0)
         assert f.lease("a.org", 5, now=0) == []
-        assert f.hosts() == ["a.org"]  # still has queued work
+        assert f.hosts(0.0) == ["a.org"]  # still has queued work
         f.settle(zero, done(zero), [])
         assert [r.url for r in f.lease("a.org", 5, now=0)] == ["http://a.org/1"]
 

@@ -21,6 +21,7 @@ OWNERS = {
     "rich": {"cli"},
     "typer": {"cli"},
     "protego": {"robots"},
+    "defusedxml": {"sitemaps"},
 }
 
 

@@ -20,8 +20,11 @@ class FakeFrontier:
         }
         self.leased = 0
 
-    def hosts(self) -> list[str]:
+    def hosts(self, now: float) -> list[str]:
         return [h for h, q in self.queues.items() if q]
+
+    def next_due(self) -> float | None:
+        return None
 
     def lease(self, host: str, limit: int, now: float) -> list[CrawlRequest]:
         q = self.queues[host]
