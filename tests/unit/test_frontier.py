@@ -77,3 +77,45 @@ def test_one_process_at_a_time(tmp_path: Path) -> None:
     """A second opener of the same state gets a clear StateError."""
     with SqliteFrontier(tmp_path), pytest.raises(StateError, match="another crawl"):
         SqliteFrontier(tmp_path).__enter__()
+
+
+def test_retry_waits_for_not_before_and_counts_attempts(tmp_path: Path) -> None:
+    """A retried request is queued again with its attempt count, handed out only from its
+    not-before time; next_due says when."""
+    from crawler.frontier import SqliteFrontier
+
+    with SqliteFrontier(tmp_path) as f:
+        f.add([CrawlRequest("http://a.org/x", "a.org", 0)])
+        (r,) = f.lease("a.org", 5, 0.0)
+        f.retry(r, not_before=10.0)
+        assert f.statistics().queued == 1
+        assert f.next_due() == 10.0
+        assert f.hosts(5.0) == []
+        assert f.lease("a.org", 5, 5.0) == []
+        assert f.hosts(10.0) == ["a.org"]
+        (again,) = f.lease("a.org", 5, 10.0)
+        assert again.attempts == 1
+        assert again.url == r.url
+
+
+def test_refused_links_are_recorded_not_queued(tmp_path: Path) -> None:
+    """Trap records settle with their page: done at once, in records(), never leased, and not
+    counted against the page budget; unknown() tells new URLs from known ones."""
+    from crawler.frontier import SqliteFrontier
+    from crawler.models import Outcome, PageRecord
+
+    with SqliteFrontier(tmp_path, max_pages=2) as f:
+        f.add([CrawlRequest("http://a.org/", "a.org", 0)])
+        (r,) = f.lease("a.org", 5, 0.0)
+        trap = CrawlRequest("http://a.org/x/x/x/x", "a.org", 1)
+        trap_record = PageRecord(trap.url, trap.url, Outcome.TRAP, 1, error="repeats", attempts=0)
+        page = PageRecord(r.url, r.url, Outcome.OK, 0)
+        admitted = f.settle(
+            r, page, [CrawlRequest("http://a.org/b", "a.org", 1)], [(trap, trap_record)]
+        )
+        assert admitted == 1
+        assert [rec.outcome for rec in f.records()] == [Outcome.OK, Outcome.TRAP]
+        assert f.unknown(["http://a.org/b", "http://a.org/x/x/x/x", "http://a.org/new"]) == {
+            "http://a.org/new"
+        }
+        assert [q.url for q in f.lease("a.org", 5, 0.0)] == ["http://a.org/b"]

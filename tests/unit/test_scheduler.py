@@ -102,3 +102,101 @@ def test_stop_returns_windowed_requests() -> None:
     s.stop()
     assert frontier.leased == 1  # only the one in flight
     assert s.pick_nowait(1.0) is None
+
+
+def test_robots_txt_goes_first_and_gates_the_host() -> None:
+    """A host's first request is its robots.txt; nothing else of it goes until the rules are
+    in; then a disallowed URL is handed out flagged (no pacing spent), and Crawl-delay spaces
+    the host's requests."""
+    from crawler.models import RequestKind
+    from crawler.scheduler import Gate
+
+    frontier = FakeFrontier({"a": 4})
+    s = Scheduler(
+        frontier, concurrency=10, per_host_concurrency=4, per_host_rate=1000.0, robots=True
+    )
+    robots = s.pick_nowait(0.0)
+    assert isinstance(robots, CrawlRequest)
+    assert robots.kind is RequestKind.ROBOTS
+    assert robots.url == "http://a/robots.txt"
+    assert s.pick_nowait(0.0) is None  # robots.txt in flight: the host waits
+    s.set_rules("a", lambda url: not url.endswith("/1"), crawl_delay_s=2.0, until=100.0)
+    s.release(robots)
+    first = s.pick_nowait(0.01)
+    assert isinstance(first, CrawlRequest)
+    assert first.url == "http://a/0"
+    assert not s.take_disallowed(first)
+    disallowed = s.pick_nowait(0.01)  # /1 is refused at once, without waiting for pacing
+    assert isinstance(disallowed, CrawlRequest)
+    assert disallowed.url == "http://a/1"
+    assert s.take_disallowed(disallowed)
+    assert not s.take_disallowed(disallowed)  # once
+    assert s.pick_nowait(0.02) == pytest.approx(1.99)  # Crawl-delay 2 s from the first start
+    assert isinstance(s.pick_nowait(2.01), CrawlRequest)
+    stats = s.host_statistics("a")
+    assert stats is not None
+    assert stats.gate is Gate.READY
+    assert stats.interval_s == 2.0
+    # The rules expire: the next request of the host is robots.txt again.
+    got = s.pick_nowait(100.0)
+    assert isinstance(got, CrawlRequest)
+    assert got.kind is RequestKind.ROBOTS
+
+
+def test_blocked_and_paused_hosts_yield_to_others() -> None:
+    """An unreachable robots.txt blocks its host until the next try, a Retry-After pauses
+    one; their windows go back to the frontier and other hosts keep going."""
+    from crawler.models import RequestKind
+
+    frontier = FakeFrontier({"a": 3, "b": 3})
+    s = Scheduler(
+        frontier, concurrency=10, per_host_concurrency=2, per_host_rate=1000.0, robots=True
+    )
+    ra = s.pick_nowait(0.0)
+    rb = s.pick_nowait(0.0)
+    assert isinstance(ra, CrawlRequest)
+    assert isinstance(rb, CrawlRequest)
+    assert {ra.host, rb.host} == {"a", "b"}
+    s.block("a", until=5.0)
+    s.release(ra)
+    s.set_rules("b", None, crawl_delay_s=0.0, until=1e9)
+    s.release(rb)
+    got = [s.pick_nowait(1.0 + i / 100) for i in range(2)]
+    assert [r.host for r in got if isinstance(r, CrawlRequest)] == ["b", "b"]
+    assert len(frontier.queues["a"]) == 3  # a's window went back to the frontier
+    s.pause("b", until=3.0)
+    for r in got:
+        assert isinstance(r, CrawlRequest)
+        s.release(r)
+    assert s.pick_nowait(1.5) == pytest.approx(1.5)  # b is free again at 3.0
+    again = s.pick_nowait(5.0)  # a's block is over: robots.txt is tried again
+    assert isinstance(again, CrawlRequest)
+    assert again.kind is RequestKind.ROBOTS
+    assert again.host == "a"
+
+
+def test_adaptive_throttle_lowers_a_hosts_concurrency() -> None:
+    """After an overload signal the host's concurrency is halved (and its spacing grows)."""
+    frontier = FakeFrontier({"a": 10})
+    s = Scheduler(
+        frontier, concurrency=10, per_host_concurrency=4, per_host_rate=1000.0, adaptive=True
+    )
+    got = [s.pick_nowait(i / 100) for i in range(5)]
+    assert sum(isinstance(r, CrawlRequest) for r in got) == 4
+    assert s.feedback("a", 0.0, 0.1, overloaded=True)
+    for r in got:
+        if isinstance(r, CrawlRequest):
+            s.release(r)
+    stats = s.host_statistics("a")
+    assert stats is not None
+    assert stats.concurrency == 2
+    assert stats.interval_s == pytest.approx(0.25)
+
+
+def test_delayed_retry_sets_the_wait() -> None:
+    """With nothing ready, the wait is until the frontier's soonest delayed retry."""
+    frontier = FakeFrontier({})
+    frontier.next_due = lambda: 7.5  # type: ignore[method-assign]
+    frontier.leased = 1  # the retried URL is still outstanding
+    s = Scheduler(frontier, concurrency=4, per_host_concurrency=2, per_host_rate=10.0)
+    assert s.pick_nowait(5.0) == pytest.approx(2.5)

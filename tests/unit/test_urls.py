@@ -68,3 +68,32 @@ def test_scope_verdicts() -> None:
     sub = Scope(["example.org"], subdomains=True)
     assert sub.check("https://a.b.example.org/", 0) is ScopeVerdict.IN
     assert sub.check("https://badexample.org/", 0) is ScopeVerdict.OFFSITE
+
+
+def test_trap_limits_by_shape() -> None:
+    """Overlong URLs, too many segments, and a segment repeated past the limit are traps."""
+    from crawler.urls import TrapLimits
+
+    traps = TrapLimits(max_url_length=60, max_path_segments=5, max_segment_repeats=2)
+    assert traps.check("https://a.org/a/b/c") is None
+    assert traps.check("https://a.org/" + "x" * 60) is not None
+    assert traps.check("https://a.org/1/2/3/4/5/6") is not None
+    assert traps.check("https://a.org/cal/next/next") is None
+    reason = traps.check("https://a.org/cal/next/next/next")
+    assert reason is not None
+    assert "next" in reason
+
+
+def test_trap_pattern_budget() -> None:
+    """With a budget per digit pattern, the (budget+1)th new URL of one pattern is a trap;
+    other patterns are unaffected; without a budget nothing is counted."""
+    from crawler.urls import TrapLimits
+
+    traps = TrapLimits(max_per_pattern=3)
+    assert [traps.charge(f"https://a.org/cal?month=2026-{m:02d}") for m in range(1, 4)] == [
+        None
+    ] * 3
+    assert traps.charge("https://a.org/cal?month=2026-04") is not None
+    assert traps.charge("https://a.org/item/7") is None
+    unlimited = TrapLimits()
+    assert all(unlimited.charge(f"https://a.org/{i}") is None for i in range(100))
