@@ -15,12 +15,12 @@ Run as a program it serves until SIGTERM / SIGINT and prints one JSON line when 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import posixpath
 import random
 import signal
-import ipaddress
 import socket
 import sys
 from collections import Counter

@@ -118,6 +118,8 @@ def _print_summary(summary: CrawlSummary) -> None:
         table.add_row(f"via {version}", f"{n:,}")
     for reason, n in sorted(summary.filtered.items()):
         table.add_row(f"links dropped: {reason}", f"{n:,}")
+    if summary.retries:
+        table.add_row("retries", f"{summary.retries:,}")
     table.add_row("left in queue", f"{summary.queued_left:,}")
     table.add_row("manifest", str(summary.manifest))
     if summary.stopped_by:

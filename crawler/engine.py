@@ -7,14 +7,20 @@ One URL's path (the numbers match the code below):
    the page budget, durably (SQLite).
 2. **Schedule.** A worker asks the **scheduler** for the next request. The scheduler leases
    small batches per host from the frontier and hands out a request of whichever host may go now
-   (per-host concurrency and pacing, global concurrency), round-robin across hosts.
+   (per-host concurrency and pacing, global concurrency), round-robin across hosts. A host's
+   first request is its robots.txt (:meth:`_Crawl.fetch_robots` gives the scheduler the rules);
+   a URL robots.txt forbids is handed out flagged and recorded ``robots_disallowed`` unfetched.
 3. **Fetch.** The **fetcher** GETs the URL through the one ``AsyncClient`` and streams a 2xx body
    into a temp file from **storage**, under a byte cap and a total deadline. Whatever happens
-   comes back as an outcome value.
+   comes back as an outcome value. The host's throttle hears how it went (``politeness``); a
+   transient failure with attempts left goes back to the frontier with a not-before time
+   (backoff, or the host's Retry-After pause) and ends here.
 4. **Store.** On success storage renames the finished, hashed body into place; otherwise the
    temp file is dropped, so a partial body is never presented as done.
-5. **Extract.** For an HTML page, **extract** turns the body into links; a redirect's Location
-   is one link of the same depth. Back to 1.
+5. **Extract.** For an HTML page, **extract** turns the body into links; for a sitemap,
+   ``sitemaps`` does. A redirect's Location is one link of the same depth, carrying the chain
+   of URLs that led to it (loops and hop limits end there). Each link passes scope and the trap
+   limits (a trapped one is recorded ``trap``). Back to 1.
 6. **Settle.** The frontier marks the URL done with its manifest record and admits its links in
    one transaction; storage appends the record to ``manifest.jsonl``; the worker releases its
    slot in the scheduler.

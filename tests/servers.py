@@ -18,7 +18,8 @@ App = Callable[[Scope, Any, Any], Awaitable[None]]
 
 
 class LiveServer:
-    """A hypercorn server running ``app`` on a loopback address (127.0.0.1) in its own thread and event loop."""
+    """A hypercorn server running ``app`` on a loopback address (127.0.0.1 by default) in its
+    own thread and event loop."""
 
     def __init__(self, app: App, tls: TlsFiles | None = None, host: str = "127.0.0.1") -> None:
         self.app = app
