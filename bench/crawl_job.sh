@@ -14,7 +14,7 @@ seeds: ["$START_URL"]
 scope: {query: drop}
 limits: {concurrency: ${CONCURRENCY:-64}, per_host: {concurrency: ${CONCURRENCY:-64}, rate: 1000000}}
 http: {http2: $http2, ca_bundle: "${CA:-$(dirname "$0")/.work/harness/.work/tls/ca.pem}"}
-robots: {obey: false}
+robots: {obey: ${ROBOTS:-true}}
 output: {dir: "$OUT_DIR"}
 logging: {level: warning, format: json}
 YAML
