@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from crawler import logconfig
-from crawler.config import JobConfig, job_from_mapping, load_job
+from crawler.config import JobConfig, env_overrides, job_from_mapping, load_job
 from crawler.engine import CrawlProgress, CrawlSummary, run_crawl
 from crawler.errors import ConfigError, CrawlerError
 
@@ -170,16 +170,18 @@ def crawl(
 def validate(
     job_file: Annotated[Path, typer.Argument(help="The job's YAML file.", show_default=False)],
 ) -> None:
-    """Check a job file without fetching anything."""
+    """Check a job file without fetching anything (``CRAWLER_…`` variables applied)."""
     try:
         job = load_job(job_file)
     except ConfigError as exc:
         raise _fail(str(exc), 2) from None
     domains = ", ".join(job.scope.domains or job.seed_hosts())
+    env = ", ".join(o.variable for o in env_overrides(os.environ))
     out.print(
         f"{job_file}: ok: job {job.name!r}, {len(job.seeds)} seed(s), domains {domains}, "
-        f"output {job.output.dir}",
+        f"output {job.output.dir}" + (f" (environment: {env})" if env else ""),
         highlight=False,
+        soft_wrap=True,
     )
 
 
