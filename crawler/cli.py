@@ -140,6 +140,18 @@ def _crawl(job: JobConfig, *, show_progress: bool) -> CrawlSummary:
             raise _fail(str(exc), 1) from None
 
 
+def _check_output_dir(path: Path) -> None:
+    """Fail with one line (exit 1) when the output folder cannot be created or written to: a
+    container volume owned by another user, a read-only filesystem, a file in the way."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+        raise _fail(f"{path}: cannot write to the output folder: {problem}", 1) from None
+
+
 @app.command()
 def crawl(
     job_file: Annotated[Path, typer.Argument(help="The job's YAML file.", show_default=False)],
@@ -161,6 +173,7 @@ def crawl(
         job = _apply_overrides(load_job(job_file), output, concurrency, log_level)
     except ConfigError as exc:
         raise _fail(str(exc), 2) from None
+    _check_output_dir(job.output.dir)
     summary = _crawl(job, show_progress=err.is_terminal if progress is None else progress)
     _print_summary(summary)
     raise typer.Exit(summary.exit_code)
