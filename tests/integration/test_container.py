@@ -285,18 +285,32 @@ def snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
     }
 
 
-# Run a command with the root filesystem read-only, /tmp writable and one folder read-only, in a
-# private mount namespace (what ``read_only: true``, the tmpfs and ``./config:/config:ro`` do).
-# The last step execs the command, so its PID is the one to signal.
+# Run a command in a private mount namespace where every filesystem is read-only but the given
+# folders (what compose's ``read_only: true`` with a volume and a tmpfs does): ``ARGS... -- CMD``.
+# The kernel's /proc, /sys and /dev stay as they are. The last step execs the command, so its
+# PID is the one to signal.
 _READ_ONLY_ROOT = """
 set -e
-mount --bind /tmp /tmp
-mount --bind "$1" "$1"
-mount -o remount,bind,ro "$1"
-mount -o remount,bind,ro /
+keep=":"
+while [ "$1" != "--" ]; do
+    mount --bind "$1" "$1"
+    keep="$keep$1:"
+    shift
+done
 shift
+mount -o remount,bind,ro /
+for m in $(awk '{print $5}' /proc/self/mountinfo); do
+    case "$m" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue ;; esac
+    case "$keep" in *":$m:"*) continue ;; esac
+    mount -o remount,bind,ro "$m" 2>/dev/null || true
+done
 exec "$@"
 """
+
+
+def read_only_root(*writable: Path) -> list[str]:
+    """The command prefix that runs what follows with only ``writable`` folders writable."""
+    return [*UNSHARE, "sh", "-c", _READ_ONLY_ROOT, "sh", *map(str, writable), "--"]
 
 
 UNSHARE = ["unshare", "--mount", "--propagation", "private"]
@@ -349,6 +363,8 @@ def test_entrypoint_outside_docker_sigterm_and_resume(tls_files: TlsFiles, tmp_p
         for path in [config, *config.rglob("*")]:
             path.chmod(0o555 if path.is_dir() else 0o444)
         data.mkdir()  # the fresh named volume
+        scratch = tmp_path / "tmp"  # the container's tmpfs /tmp
+        scratch.mkdir()
         host = {"/config": config, "/data": data}
 
         env = {"PATH": f"{BIN}:/usr/local/bin:/usr/bin:/bin", "HOME": "/nonexistent"}
@@ -359,12 +375,13 @@ def test_entrypoint_outside_docker_sigterm_and_resume(tls_files: TlsFiles, tmp_p
             {k: to_host(v, host) for k, v in service["environment"].items() if v is not None}
         )
         env["CRAWLER_HTTP__CA_BUNDLE"] = to_host("/config/ca.pem", host)  # -e, for the test CA
+        env["TMPDIR"] = str(scratch)
         exe = shutil.which(entrypoint[0], path=env["PATH"])
         assert exe is not None
         argv = [exe, *entrypoint[1:], *(to_host(a, host) for a in service["command"])]
         grace = load_job(Path(argv[-1]), environ=env).limits.stop_grace_s
         if can_make_root_read_only():
-            argv = [*UNSHARE, "sh", "-c", _READ_ONLY_ROOT, "sh", str(config), *argv]
+            argv = [*read_only_root(data, scratch), *argv]
         before = snapshot(config)
 
         def start() -> subprocess.Popen[str]:
@@ -424,21 +441,20 @@ def test_entrypoint_outside_docker_sigterm_and_resume(tls_files: TlsFiles, tmp_p
 
 
 def test_read_only_root_wrapper_really_is_read_only(tmp_path: Path) -> None:
-    """The mount-namespace wrapper the entrypoint test uses makes writes outside /tmp fail and
-    writes to the read-only folder fail, while /tmp stays writable (or the user may not make
-    namespaces, and the entrypoint test runs without it)."""
+    """The mount-namespace wrapper the entrypoint test uses lets the process write to the given
+    folder only: not to the source tree, not beside the given folder (or the user may not make
+    namespaces, and the entrypoint test runs without the wrapper)."""
     if not can_make_root_read_only():
         assert os.geteuid() != 0 or shutil.which("unshare") is None
         return
-    ro = tmp_path / "ro"
-    ro.mkdir()
+    writable = tmp_path / "w"
+    writable.mkdir()
     outside = ROOT / f".ro-probe-{os.getpid()}"
-    script = f"touch {shlex.quote(str(outside))} || touch {shlex.quote(str(ro / 'x'))} || " + (
-        f"touch {shlex.quote(str(tmp_path / 'ok'))}"
-    )
+    targets = [outside, tmp_path / "beside", writable / "ok"]
+    script = "; ".join(f"touch {shlex.quote(str(t))} || true" for t in targets)
     try:
         result = subprocess.run(
-            [*UNSHARE, "sh", "-c", _READ_ONLY_ROOT, "sh", str(ro), "sh", "-c", script],
+            [*read_only_root(writable), "sh", "-c", script],
             capture_output=True,
             text=True,
             timeout=30,
@@ -447,9 +463,9 @@ def test_read_only_root_wrapper_really_is_read_only(tmp_path: Path) -> None:
     finally:
         outside.unlink(missing_ok=True)
     assert result.returncode == 0, result.stderr
-    assert not (ro / "x").exists()
-    assert (tmp_path / "ok").exists()
-    assert "Read-only file system" in result.stderr
+    assert not (tmp_path / "beside").exists()
+    assert (writable / "ok").exists()
+    assert result.stderr.count("Read-only file system") == 2, result.stderr
 
 
 def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
@@ -463,7 +479,8 @@ def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
     if can_make_root_read_only():
         # The output outside /tmp, with the root filesystem read-only.
         ro_env = {**env, "CRAWLER_OUTPUT__DIR": str(ROOT / "out" / "never")}
-        ro = [*UNSHARE, "sh", "-c", _READ_ONLY_ROOT, "sh", str(tmp_path)]
+        ro = read_only_root(tmp_path / "volume-ok")
+        (tmp_path / "volume-ok").mkdir()
         cases.append(
             (
                 [*ro, "env", *(f"{k}={v}" for k, v in ro_env.items()), *cases[0][0]],
