@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from crawler import logconfig
-from crawler.config import JobConfig, job_from_mapping, load_job
+from crawler.config import JobConfig, env_overrides, job_from_mapping, load_job
 from crawler.engine import CrawlProgress, CrawlSummary, run_crawl
 from crawler.errors import ConfigError, CrawlerError
 
@@ -142,6 +142,18 @@ def _crawl(job: JobConfig, *, show_progress: bool) -> CrawlSummary:
             raise _fail(str(exc), 1) from None
 
 
+def _check_output_dir(path: Path) -> None:
+    """Fail with one line (exit 1) when the output folder cannot be created or written to: a
+    container volume owned by another user, a read-only filesystem, a file in the way."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+        raise _fail(f"{path}: cannot write to the output folder: {problem}", 1) from None
+
+
 @app.command()
 def crawl(
     job_file: Annotated[Path, typer.Argument(help="The job's YAML file.", show_default=False)],
@@ -163,6 +175,7 @@ def crawl(
         job = _apply_overrides(load_job(job_file), output, concurrency, log_level)
     except ConfigError as exc:
         raise _fail(str(exc), 2) from None
+    _check_output_dir(job.output.dir)
     summary = _crawl(job, show_progress=err.is_terminal if progress is None else progress)
     _print_summary(summary)
     raise typer.Exit(summary.exit_code)
@@ -172,16 +185,18 @@ def crawl(
 def validate(
     job_file: Annotated[Path, typer.Argument(help="The job's YAML file.", show_default=False)],
 ) -> None:
-    """Check a job file without fetching anything."""
+    """Check a job file without fetching anything (``CRAWLER_…`` variables applied)."""
     try:
         job = load_job(job_file)
     except ConfigError as exc:
         raise _fail(str(exc), 2) from None
     domains = ", ".join(job.scope.domains or job.seed_hosts())
+    env = ", ".join(o.variable for o in env_overrides(os.environ))
     out.print(
         f"{job_file}: ok: job {job.name!r}, {len(job.seeds)} seed(s), domains {domains}, "
-        f"output {job.output.dir}",
+        f"output {job.output.dir}" + (f" (environment: {env})" if env else ""),
         highlight=False,
+        soft_wrap=True,
     )
 
 

@@ -3,17 +3,22 @@
 Owns: reading the job file, validating it once (pydantic, ``extra="forbid"``), resolving relative
 paths against the job file's folder, and turning every problem into one :class:`ConfigError`
 line that names the file, the YAML path and line, and what is wrong. After loading, nothing
-looks a setting up by string key. Must not: do any network or crawl work. yaml and pydantic are
-imported here and nowhere else.
+looks a setting up by string key. Also owns the environment overrides for containers: a
+``CRAWLER_<SECTION>__<FIELD>`` variable (``CRAWLER_LIMITS__CONCURRENCY=8``) sets one field of the
+job, above the YAML and below command-line flags. Must not: do any network or crawl work. yaml
+and pydantic are imported here and nowhere else.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import re
+import types
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
@@ -29,7 +34,9 @@ from pydantic import (
 from crawler.errors import ConfigError
 
 __all__ = [
+    "ENV_PREFIX",
     "AuthConfig",
+    "EnvOverride",
     "ExtractConfig",
     "HttpConfig",
     "JobConfig",
@@ -43,6 +50,7 @@ __all__ = [
     "SitemapsConfig",
     "TimeoutsConfig",
     "TrapsConfig",
+    "env_overrides",
     "job_from_mapping",
     "load_job",
     "read_seeds_file",
@@ -342,12 +350,25 @@ def _yaml_line(root: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
     return line
 
 
-def _format_error(source: str, root: yaml.Node | None, exc: ValidationError) -> str:
+def _format_error(
+    source: str,
+    root: yaml.Node | None,
+    exc: ValidationError,
+    env: Sequence[EnvOverride] = (),
+) -> str:
     err = exc.errors()[0]
     loc = [p for p in err["loc"] if isinstance(p, int | str)]
     where = ".".join(str(p) for p in loc) or "(top level)"
+    # A value that came from the environment is blamed on its variable, not on the YAML; so is
+    # a section that fails as a whole (``http.auth``) when a variable set one of its fields.
+    blamed = next((o for o in env if tuple(loc[: len(o.path)]) == o.path), None)
+    if blamed is None and loc:
+        blamed = next((o for o in env if o.path[: len(loc)] == tuple(loc)), None)
     line = _yaml_line(root, loc)
-    at = f"{source}:{line}" if line else source
+    if blamed is not None:
+        at = f"environment variable {blamed.variable}"
+    else:
+        at = f"{source}:{line}" if line else source
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -359,24 +380,34 @@ def _format_error(source: str, root: yaml.Node | None, exc: ValidationError) -> 
 
 
 def job_from_mapping(
-    data: Any, *, source: str = "<job>", base_dir: Path | None = None, root: yaml.Node | None = None
+    data: Any,
+    *,
+    source: str = "<job>",
+    base_dir: Path | None = None,
+    root: yaml.Node | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> JobConfig:
     """Validate a parsed job; relative paths are resolved against ``base_dir``.
 
-    Raises ConfigError with one line: ``SOURCE[:LINE]: yaml.path: problem``.
+    With ``environ``, its ``CRAWLER_…`` variables override ``data`` (see :func:`env_overrides`).
+    Raises ConfigError with one line: ``SOURCE[:LINE]: yaml.path: problem``, or
+    ``environment variable NAME: path: problem`` when the bad value came from the environment.
     """
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the job must be a YAML mapping, not {type(data).__name__}")
+    env = env_overrides(environ) if environ is not None else []
+    if env:
+        data = _with_overrides(data, env)
     try:
         job = JobConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_error(source, root, exc)) from None
+        raise ConfigError(_format_error(source, root, exc, env)) from None
     if base_dir is not None:
         job = _resolve_paths(job, base_dir)
     if job.http.auth is not None:
-        _check_auth_env(job.http.auth, source)
+        _check_auth_env(job.http.auth, source, os.environ if environ is None else environ)
     if job.http.ca_bundle is not None and not job.http.ca_bundle.is_file():
         raise ConfigError(f"{source}: http.ca_bundle: no such file: {job.http.ca_bundle}")
     if job.seeds_file is not None:
@@ -400,17 +431,142 @@ def _resolve_paths(job: JobConfig, base: Path) -> JobConfig:
     return job.model_copy(update=update)
 
 
-def _check_auth_env(auth: AuthConfig, source: str) -> None:
+def _check_auth_env(auth: AuthConfig, source: str, environ: Mapping[str, str]) -> None:
     names = [auth.token_env] if auth.type == "bearer" else [auth.username_env, auth.password_env]
     for name in names:
-        if name and name not in os.environ:
+        if name and name not in environ:
             raise ConfigError(f"{source}: http.auth: environment variable {name} is not set")
 
 
-def load_job(path: Path) -> JobConfig:
+ENV_PREFIX = "CRAWLER_"
+_ENV_SEP = "__"
+
+
+@dataclass(frozen=True, slots=True)
+class EnvOverride:
+    """One job setting given by an environment variable."""
+
+    variable: str
+    """The variable's name, e.g. ``CRAWLER_LIMITS__CONCURRENCY``."""
+    path: tuple[str, ...]
+    """The setting it sets, e.g. ``("limits", "concurrency")``."""
+    value: Any
+    """The value before validation: the text, or parsed YAML for lists and mappings."""
+
+
+def _optional_parts(annotation: Any) -> tuple[Any, bool]:
+    """``(T, allows_none)`` for ``T``, ``T | None`` and ``Annotated[T, ...]``."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            inner, _ = _optional_parts(members[0])
+            return inner, True
+    return annotation, False
+
+
+def _section(annotation: Any) -> type[BaseModel] | None:
+    inner, _ = _optional_parts(annotation)
+    return inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
+
+
+def _env_setting(variable: str) -> tuple[tuple[str, ...], Any]:
+    """The field path and annotation ``CRAWLER_A__B`` names; ConfigError if it names none."""
+    parts = variable[len(ENV_PREFIX) :].lower().split(_ENV_SEP)
+    model: type[BaseModel] = JobConfig
+    path: list[str] = []
+    annotation: Any = None
+    for index, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            where = ".".join([*path, part]) if part else "(empty name)"
+            raise ConfigError(f"environment variable {variable}: no such setting: {where}")
+        path.append(part)
+        annotation = field.annotation
+        section = _section(annotation)
+        last = index == len(parts) - 1
+        if section is not None and last:
+            raise ConfigError(
+                f"environment variable {variable}: {'.'.join(path)} is a section; "
+                f"set one of its fields with {variable}{_ENV_SEP}<FIELD>"
+            )
+        if section is None and not last:
+            raise ConfigError(
+                f"environment variable {variable}: no such setting: "
+                f"{'.'.join(path)}.{'.'.join(parts[index + 1 :])}"
+            )
+        if section is not None:
+            model = section
+    return tuple(path), annotation
+
+
+def _env_value(variable: str, text: str, annotation: Any) -> Any:
+    inner, allows_none = _optional_parts(annotation)
+    if allows_none and text == "null":
+        return None
+    if get_origin(inner) in (tuple, list, dict, Mapping) or inner in (tuple, list, dict):
+        # Lists and mappings are written as YAML flow (JSON works too): [a.org, b.org].
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(f"environment variable {variable}: invalid YAML: {problem}") from None
+    if inner is Path:
+        # Like a path on the command line: relative to the current folder, not the job file.
+        return os.path.abspath(text)
+    return text
+
+
+def env_overrides(environ: Mapping[str, str]) -> list[EnvOverride]:
+    """The job settings given by ``CRAWLER_<SECTION>__<FIELD>`` variables, by variable name.
+
+    ``__`` separates the levels (``CRAWLER_LIMITS__PER_HOST__RATE`` sets ``limits.per_host.rate``);
+    top-level fields have no ``__`` (``CRAWLER_NAME``). A variable whose name contains ``__`` must
+    name a setting; other ``CRAWLER_…`` variables that name no top-level field are not settings
+    and are left alone (e.g. a token the job reads through ``http.auth.token_env``). An empty
+    value counts as unset; ``null`` sets an optional field to None; lists and mappings are YAML
+    flow (``[a.org, b.org]``); relative paths are relative to the current folder.
+    Raises ConfigError (one line naming the variable) for a name that is no setting.
+    """
+    found = []
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        rest = variable[len(ENV_PREFIX) :].lower()
+        if _ENV_SEP not in rest and rest not in JobConfig.model_fields:
+            continue
+        path, annotation = _env_setting(variable)
+        text = environ[variable]
+        if text == "":
+            continue
+        found.append(EnvOverride(variable, path, _env_value(variable, text, annotation)))
+    return found
+
+
+def _with_overrides(data: dict[str, Any], env: Sequence[EnvOverride]) -> dict[str, Any]:
+    """A copy of ``data`` with each override set at its path (sections created as needed)."""
+    merged = copy.deepcopy(data)
+    for override in env:
+        node = merged
+        for key in override.path[:-1]:
+            if node.get(key) is None:
+                node[key] = {}
+            child = node[key]
+            if not isinstance(child, dict):
+                break  # the YAML has a scalar where a section belongs: validation says so
+            node = child
+        else:
+            node[override.path[-1]] = override.value
+    return merged
+
+
+def load_job(path: Path, *, environ: Mapping[str, str] | None = None) -> JobConfig:
     """Read, parse and validate a job file. Relative paths are relative to the file's folder.
 
-    Raises ConfigError (one line naming the file, line, YAML path and problem).
+    ``CRAWLER_…`` variables in ``environ`` (default: the process environment) override the
+    file's settings (:func:`env_overrides`); command-line flags are applied by the caller, above.
+    Raises ConfigError (one line naming the file, line, YAML path and problem, or the variable).
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -424,4 +580,10 @@ def load_job(path: Path) -> JobConfig:
         at = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{at}: invalid YAML: {problem}") from None
-    return job_from_mapping(data, source=str(path), base_dir=path.parent, root=root)
+    return job_from_mapping(
+        data,
+        source=str(path),
+        base_dir=path.parent,
+        root=root,
+        environ=os.environ if environ is None else environ,
+    )
