@@ -278,6 +278,8 @@ class Scheduler:
                 later(held_until)
 
         for _ in range(len(self._order)):
+            if not self._order:
+                break  # every host left was held and gave its window back
             host = self._order[0]
             self._order.rotate(-1)
             h = self._hosts[host]
