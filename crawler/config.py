@@ -184,6 +184,11 @@ class OutputConfig(_Model):
     """Output folder: bodies, ``manifest.jsonl`` and the state database."""
     layout: Literal["mirror", "flat"] = "mirror"
     """``mirror``: ``host/path``; ``flat``: ``host/<sha256 of URL>`` plus the path's suffix."""
+    durability: Literal["process", "power"] = "process"
+    """``process``: a page is done once its file is renamed into place and its record committed
+    (survives kill -9 / OOM: the page cache outlives the process). ``power``: also fsync each
+    body file, its folders and the state before the commit that marks it done, batched (group
+    commit), so a machine crash or power loss loses no page reported done."""
 
 
 class LoggingConfig(_Model):

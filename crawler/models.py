@@ -39,6 +39,7 @@ class Outcome(enum.StrEnum):
     TOO_LARGE = "too_large"
     INVALID_URL = "invalid_url"
     STORAGE = "storage"  # the body could not be written (disk full, permissions)
+    NOT_MODIFIED = "not_modified"  # a recrawl's conditional GET got 304: the stored body is kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,8 @@ class PageRecord:
     http_version: str | None = None
     elapsed_s: float = 0.0
     error: str | None = None
+    etag: str | None = None  # validators of the stored body, sent back when it is recrawled
+    last_modified: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         """The record as the manifest writes it (outcome as its string value)."""
@@ -94,7 +97,7 @@ class PageRecord:
 
     @classmethod
     def from_json_dict(cls, d: dict[str, Any]) -> PageRecord:
-        """Inverse of :meth:`to_json_dict`."""
+        """Inverse of :meth:`to_json_dict` (records written before a field existed load too)."""
         return cls(**{**d, "outcome": Outcome(d["outcome"])})
 
 
