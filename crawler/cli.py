@@ -300,6 +300,9 @@ def bench(
     output: Annotated[
         Path | None, typer.Option(help="Keep the crawl's output here (default: a temp folder).")
     ] = None,
+    durability: Annotated[
+        str, typer.Option(help="process, or power (fsync with group commit).")
+    ] = "process",
 ) -> None:
     """Serve a generated site on 127.0.0.1 and crawl it with the full engine: pages/s."""
     with tempfile.TemporaryDirectory(prefix="crawler-bench-") as tmp:
@@ -316,7 +319,7 @@ def bench(
                     },
                     "http": {"http2": http2, "ca_bundle": server["ca"]},
                     "robots": {"obey": False},
-                    "output": {"dir": str(output or tmp_path / "out")},
+                    "output": {"dir": str(output or tmp_path / "out"), "durability": durability},
                     "logging": {"level": "warning"},
                 },
                 source="bench",
@@ -329,7 +332,7 @@ def bench(
     out.print(
         f"bench: {ok:,} of {pages:,} pages in {wall:.2f} s = {ok / wall:,.1f} pages/s "
         f"({'HTTP/2 over TLS' if http2 else 'HTTP/1.1'}, concurrency {concurrency}, "
-        f"server on the same cores)",
+        f"durability {durability}, server on the same cores)",
         highlight=False,
     )
     if ok != pages:

@@ -19,6 +19,7 @@ import posixpath
 import re
 import secrets
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -76,6 +77,14 @@ def url_to_path(url: str, layout: Literal["mirror", "flat"] = "mirror") -> str:
         stem, ext = posixpath.splitext(segments[-1])
         segments[-1] = _safe_segment(f"{stem}~{_short_hash(parts.query, 8)}{ext}")
     return posixpath.join(host, *segments)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,13 +237,13 @@ class Storage:
         A body's folder is synced every time (the rename changed it); the folders above it
         only the first time they are seen, since creating a folder is what changes its parent.
         """
+        rels = list(rels)
+        # fsyncs issued together are merged by the filesystem's journal (one commit for
+        # several files), so the batch's files are synced from a few threads at once.
+        with ThreadPoolExecutor(max_workers=min(4, len(rels) or 1)) as pool:
+            list(pool.map(_fsync_path, (self.root / rel for rel in rels)))
         folders: set[str] = set()
         for rel in rels:
-            fd = os.open(self.root / rel, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
             parent = rel.rpartition("/")[0]
             folders.add(parent)
             while parent and parent not in self._synced_dirs:
@@ -242,11 +251,7 @@ class Storage:
                 parent = parent.rpartition("/")[0]
                 folders.add(parent)
         for folder in sorted(folders, key=len, reverse=True):
-            fd = os.open(self.root / folder if folder else self.root, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync_path(self.root / folder if folder else self.root)
 
     def remove(self, rels: Iterable[str]) -> int:
         """Delete stored bodies (``--fresh``) and the folders left empty; returns how many
