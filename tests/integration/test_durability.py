@@ -163,3 +163,167 @@ def test_kill_9_at_three_points_then_resume(tmp_path: Path) -> None:
     refetched = sum(n - 1 for n in served.values())
     assert refetched == sum(in_flight_at_kills), in_flight_at_kills
     assert all(1 <= k <= CONCURRENCY for k in in_flight_at_kills), in_flight_at_kills
+
+
+class ChangingSite:
+    """Eleven pages behind an index, with validators: /e* have an ETag, /m* a Last-Modified,
+    /n0 neither. ``change(path)`` gives a page a new version (and /e1's new version a link to
+    /fresh). Records every request's path, status and conditional headers."""
+
+    def __init__(self) -> None:
+        self.version: Counter[str] = Counter()
+        self.log: list[tuple[str, int, dict[str, str]]] = []
+        self.paths = ["/", "/e0", "/e1", "/e2", "/e3", "/m0", "/m1", "/m2", "/n0"]
+
+    def change(self, path: str) -> None:
+        self.version[path] += 1
+
+    def body(self, path: str) -> bytes:
+        v = self.version[path]
+        links = ""
+        if path == "/":
+            links = "".join(f'<a href="{p}">{p}</a>' for p in self.paths[1:])
+        elif path == "/e1" and v > 0:
+            links = '<a href="/fresh">new</a>'
+        return f"<html><body><h1>{path} v{v}</h1>{links}</body></html>".encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        asked = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        conditional = {k: v for k, v in asked.items() if k.startswith("if-")}
+        if path not in [*self.paths, "/fresh"]:
+            self.log.append((path, 404, conditional))
+            await _respond(send, 404, [], b"")
+            return
+        v = self.version[path]
+        validators = []
+        current = False
+        if path.startswith("/e") or path == "/":
+            etag = f'"{path}-{v}"'
+            validators.append((b"etag", etag.encode()))
+            current = asked.get("if-none-match") == etag
+        elif path.startswith("/m"):
+            stamp = f"Sat, 0{v + 1} Nov 2026 10:00:00 GMT"
+            validators.append((b"last-modified", stamp.encode()))
+            current = asked.get("if-modified-since") == stamp
+        status = 304 if current else 200
+        self.log.append((path, status, conditional))
+        await _respond(send, status, validators, b"" if current else self.body(path))
+
+
+async def _respond(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    headers = [*headers, (b"content-type", b"text/html"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.mark.anyio
+async def test_recrawl_revalidates_keeps_unchanged_and_replaces_changed(
+    make_job: Any,
+) -> None:
+    """--recrawl re-requests every done URL with its stored validators: unchanged pages are
+    answered 304 and kept (outcome not_modified, same file, same sha256); changed pages are
+    replaced and their new links followed; a page without validators is fetched whole; counts
+    exact, one manifest line per URL, and the recrawl pass is closed at the end."""
+    from crawler.engine import run_crawl
+
+    site = ChangingSite()
+    with LiveServer(site) as server:
+        job = make_job([server.url("/")])
+        first = await run_crawl(job, handle_signals=False)
+        assert first.outcomes == {"ok": 9}
+        out = job.output.dir
+        before = {
+            json.loads(line)["url"]: json.loads(line)
+            for line in (out / "manifest.jsonl").read_text().splitlines()
+        }
+        assert before[server.url("/e0")]["etag"] == '"/e0-0"'
+        assert before[server.url("/m0")]["last_modified"] == "Sat, 01 Nov 2026 10:00:00 GMT"
+        kept = out / before[server.url("/e0")]["path"]
+        kept_stat = kept.stat()
+
+        site.change("/e1")
+        site.change("/m1")
+        site.log.clear()
+        second = await run_crawl(job, handle_signals=False, recrawl=True)
+
+    assert second.outcomes == {"not_modified": 6, "ok": 4}
+    assert second.complete
+    served = {path: (status, cond) for path, status, cond in site.log}
+    assert len(site.log) == 10  # nine pages again, plus the one new link
+    assert {p for p, (s, _) in served.items() if s == 304} == {
+        "/",
+        "/e0",
+        "/e2",
+        "/e3",
+        "/m0",
+        "/m2",
+    }
+    assert {p for p, (s, _) in served.items() if s == 200} == {"/e1", "/m1", "/n0", "/fresh"}
+    assert served["/e0"][1] == {"if-none-match": '"/e0-0"'}
+    assert served["/m0"][1] == {"if-modified-since": "Sat, 01 Nov 2026 10:00:00 GMT"}
+    assert served["/n0"][1] == {}
+    assert served["/fresh"][1] == {}
+
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    after = {json.loads(line)["url"]: json.loads(line) for line in lines}
+    assert len(lines) == len(after) == 10
+    e0 = after[server.url("/e0")]
+    assert (e0["outcome"], e0["status"]) == ("not_modified", 304)
+    assert (e0["path"], e0["sha256"], e0["bytes"]) == (
+        before[server.url("/e0")]["path"],
+        before[server.url("/e0")]["sha256"],
+        before[server.url("/e0")]["bytes"],
+    )
+    assert kept.stat().st_mtime_ns == kept_stat.st_mtime_ns  # the file was not rewritten
+    for path in ("/e1", "/m1"):
+        rec = after[server.url(path)]
+        data = (out / rec["path"]).read_bytes()
+        assert data == site.body(path)
+        assert rec["outcome"] == "ok"
+        assert (
+            rec["sha256"] == hashlib.sha256(data).hexdigest() != before[server.url(path)]["sha256"]
+        )
+    assert after[server.url("/m1")]["last_modified"] == "Sat, 02 Nov 2026 10:00:00 GMT"
+    assert after[server.url("/fresh")]["outcome"] == "ok"
+    status = read_status(out)
+    assert (status.done, status.queued, status.recrawling) == (10, 0, False)
+
+
+def test_fresh_asks_and_starts_over(tmp_path: Path) -> None:
+    """--fresh off a terminal without --yes: exit 2 with one line, nothing deleted. With --yes:
+    the state, manifest and bodies are gone and every page is fetched again (a body damaged on
+    disk is written anew). status reports the result; status of a folder without state exits 1."""
+    app = SiteApp(20)
+    with LiveServer(app) as server:
+        job = write_job(tmp_path, server.url("/index.html"))
+        assert run("crawl", str(job)).returncode == 0
+        out = tmp_path / "out"
+        records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+        damaged = out / records[3]["path"]
+        damaged.write_bytes(b"damaged")
+
+        refused = run("crawl", str(job), "--fresh")
+        assert refused.returncode == 2
+        assert refused.stderr.strip().count("\n") == 0, refused.stderr
+        assert "--yes" in refused.stderr
+        assert damaged.read_bytes() == b"damaged"
+        assert read_status(out).done == 20
+
+        again = run("crawl", str(job), "--fresh", "--yes")
+        assert again.returncode == 0, again.stderr
+    assert set(app.requests.values()) == {2}
+    assert len(app.requests) == 20
+    assert hashlib.sha256(damaged.read_bytes()).hexdigest() == records[3]["sha256"]
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 20
+
+    status = run("status", str(out), "--json")
+    assert status.returncode == 0, status.stderr
+    doc = json.loads(status.stdout)
+    assert (doc["done"], doc["queued"], doc["in_flight"], doc["outcomes"]) == (20, 0, 0, {"ok": 20})
+    assert doc["bytes"] == sum(r["bytes"] for r in records)
+    missing = run("status", str(tmp_path / "nothing"))
+    assert missing.returncode == 1
+    assert "no crawl state" in missing.stderr
