@@ -68,8 +68,6 @@ def _apply_overrides(
     job: JobConfig, output: Path | None, concurrency: int | None, log_level: str | None
 ) -> JobConfig:
     data = job.model_dump(mode="python")
-    # load_job already merged the seeds file into ``seeds``: do not read it a second time.
-    data["seeds_file"] = None
     if output is not None:
         data["output"]["dir"] = output
     if concurrency is not None:
@@ -265,7 +263,7 @@ def validate(
         raise _fail(str(exc), 2) from None
     domains = ", ".join(job.scope.domains or job.seed_hosts())
     out.print(
-        f"{job_file}: ok: job {job.name!r}, {len(job.seeds)} seed(s), domains {domains}, "
+        f"{job_file}: ok: job {job.name!r}, {job.seed_count()} seed(s), domains {domains}, "
         f"output {job.output.dir}",
         highlight=False,
     )

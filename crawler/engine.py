@@ -60,6 +60,7 @@ __all__ = ["CrawlProgress", "CrawlSummary", "run_crawl"]
 log = structlog.get_logger()
 
 _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+_SEED_BATCH = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,15 +212,20 @@ class _Crawl:
         return CrawlRequest(canonical, host_of(canonical), depth, redirects)
 
     def add_seeds(self) -> None:
-        requests = []
-        for seed in self.job.seeds:
+        # Streamed in batches: a seeds file of millions of URLs never sits in memory.
+        requests: list[CrawlRequest] = []
+        admitted = 0
+        for seed in self.job.iter_seeds():
             request = self.admissible(seed, 0)
             if request is None:
                 log.warning("seed.out_of_scope", url=seed)
             else:
                 requests.append(request)
-        admitted = self.frontier.add(requests)
-        log.info("crawl.seeded", seeds=len(self.job.seeds), admitted=admitted)
+            if len(requests) >= _SEED_BATCH:
+                admitted += self.frontier.add(requests)
+                requests.clear()
+        admitted += self.frontier.add(requests)
+        log.info("crawl.seeded", seeds=self.job.seed_count(), admitted=admitted)
 
     # 2.-6. one URL ----------------------------------------------------------------------
 
