@@ -7,7 +7,7 @@ these frozen values, and ``engine`` wires them. Nothing here does I/O.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 __all__ = [
@@ -91,7 +91,9 @@ class PageRecord:
 
     def to_json_dict(self) -> dict[str, Any]:
         """The record as the manifest writes it (outcome as its string value)."""
-        d = asdict(self)
+        # Every field is a scalar: a plain read beats asdict's recursive deep copy (this runs
+        # twice per page: the state's record and the manifest line).
+        d = {name: getattr(self, name) for name in _RECORD_FIELDS}
         d["outcome"] = self.outcome.value
         return d
 
@@ -99,6 +101,9 @@ class PageRecord:
     def from_json_dict(cls, d: dict[str, Any]) -> PageRecord:
         """Inverse of :meth:`to_json_dict` (records written before a field existed load too)."""
         return cls(**{**d, "outcome": Outcome(d["outcome"])})
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(PageRecord))
 
 
 class BodySink(Protocol):
