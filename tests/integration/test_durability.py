@@ -84,7 +84,7 @@ def test_kill_9_at_three_points_then_resume(tmp_path: Path) -> None:
     flight at the kills, never more than the concurrency per kill (counted at the server)."""
     pages = 10_000
     rng = random.Random(20261121)
-    app = SiteApp(pages)
+    app = SiteApp(pages, paragraphs=2)  # small pages: the test is about state, not bytes
     out = tmp_path / "out"
     kills = [
         ("body_write", rng.randint(800, 2000), "process"),
@@ -94,7 +94,7 @@ def test_kill_9_at_three_points_then_resume(tmp_path: Path) -> None:
     with LiveServer(app) as server:
         expected = {
             server.url(page_path(i)): hashlib.sha256(
-                render_page(i, pages, server.origin)
+                render_page(i, pages, server.origin, paragraphs=2)
             ).hexdigest()
             for i in range(pages)
         }
