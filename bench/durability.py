@@ -33,6 +33,7 @@ from crawler.models import CrawlRequest, Outcome, PageRecord  # noqa: E402
 from crawler.storage import Storage  # noqa: E402
 
 BODY = b"<p>" + b"x" * 6000 + b"</p>"
+batches: list[float] = []
 
 
 async def one_round(folder: Path, pages: int, concurrency: int, power: bool) -> float:
@@ -89,6 +90,7 @@ async def one_round(folder: Path, pages: int, concurrency: int, power: bool) -> 
             outer.cancel_scope.cancel()
         elapsed = time.perf_counter() - started
         assert frontier.statistics().done == pages
+        batches.append(committer.statistics().mean_batch)
         return pages / elapsed
 
 
@@ -100,18 +102,21 @@ def main() -> None:
     args = parser.parse_args()
     work = HERE / ".work" / "durability"
     rates: dict[str, list[float]] = {"process": [], "power": []}
+    mean_batch: dict[str, list[float]] = {"process": [], "power": []}
     for _ in range(args.rounds):
         for level in rates:
             rate = anyio.run(
                 one_round, work / level, args.pages, args.concurrency, level == "power"
             )
             rates[level].append(rate)
+            mean_batch[level].append(batches[-1])
     shutil.rmtree(work, ignore_errors=True)
     for level, values in rates.items():
         print(
             f"{level:8s} median {statistics.median(values):8,.0f} pages/s "
             f"(rounds: {', '.join(f'{v:,.0f}' for v in values)}; {args.pages:,} pages, "
-            f"concurrency {args.concurrency})"
+            f"concurrency {args.concurrency}; mean batch "
+            f"{statistics.mean(mean_batch[level]):.1f} pages per commit)"
         )
 
 
