@@ -214,6 +214,7 @@ def _status_table(status: StateStatus) -> Table:
     table.add_row("queued", f"{status.queued:,}")
     table.add_row("in flight (leased)", f"{status.leased:,}")
     table.add_row("done", f"{status.done:,}")
+    table.add_row("failed (done with a failure outcome)", f"{status.failed:,}")
     for kind, n in status.outcomes.items():
         table.add_row(f"  outcome {kind}", f"{n:,}")
     table.add_row("hosts", f"{status.hosts:,}")
@@ -244,6 +245,7 @@ def status(
         "queued": st.queued,
         "in_flight": st.leased,
         "done": st.done,
+        "failed": st.failed,
         "outcomes": st.outcomes,
         "hosts": st.hosts,
         "bytes": st.bytes,

@@ -37,6 +37,7 @@ __all__ = ["FrontierStats", "SqliteFrontier", "StateStatus", "read_status"]
 SCHEMA_VERSION = 1
 STATE_FILE = "state.sqlite3"
 _QUEUED, _LEASED, _DONE = 0, 1, 2
+_SUCCESS = frozenset({"ok", "not_modified", "redirect"})  # outcome values that are not failures
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -408,6 +409,11 @@ class StateStatus:
     @property
     def admitted(self) -> int:
         return self.queued + self.leased + self.done
+
+    @property
+    def failed(self) -> int:
+        """Records whose outcome is a failure (not ok, not_modified or redirect)."""
+        return sum(n for o, n in self.outcomes.items() if o not in _SUCCESS)
 
 
 def read_status(root: Path) -> StateStatus:

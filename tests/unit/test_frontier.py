@@ -159,6 +159,7 @@ def test_status_reads_a_locked_state_without_the_lock(tmp_path: Path) -> None:
         st = read_status(tmp_path)
         assert (st.queued, st.leased, st.done, st.admitted) == (1, 1, 2, 4)
         assert st.outcomes == {"ok": 1, "timeout": 1}
+        assert st.failed == 1
         assert (st.hosts, st.bytes, st.recrawling) == (2, 100, False)
     with pytest.raises(StateError, match="no crawl state"):
         read_status(tmp_path / "elsewhere")
