@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -328,3 +329,43 @@ def test_fresh_asks_and_starts_over(tmp_path: Path) -> None:
     missing = run("status", str(tmp_path / "nothing"))
     assert missing.returncode == 1
     assert "no crawl state" in missing.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_with_power_durability_commits_in_flight_and_resumes(tmp_path: Path) -> None:
+    """With durability power (group commit), SIGTERM mid-crawl: exit 143 within the grace
+    period, every page fetched so far is committed (the pending batch is drained, nothing is
+    fetched twice on the re-run), and the re-run completes the crawl (counted at the server)."""
+    pages = 200
+    app = SiteApp(pages, paragraphs=2)
+    with LiveServer(app) as server:
+        job = write_job(tmp_path, server.url("/index.html"), "power")
+        job.write_text(job.read_text().replace("rate: 100000", "rate: 60"))  # about 3 s of work
+        proc = subprocess.Popen(
+            [*CRAWLER, "crawl", str(job)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while sum(app.requests.values()) < 40 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            stopped = time.monotonic()
+            _, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 143, stderr[-2000:]
+        assert time.monotonic() - stopped < 11  # grace 10 s
+        served_first = settle_count(app)
+        assert 40 <= served_first < pages
+        assert read_status(tmp_path / "out").done == served_first  # all fetched, all committed
+        rerun = run("crawl", str(job))
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert sum(app.requests.values()) == pages
+    assert max(app.requests.values()) == 1
+    assert len((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()) == pages
