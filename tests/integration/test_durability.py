@@ -65,13 +65,13 @@ def committed(out: Path) -> list[dict[str, Any]]:
 def settle_count(app: SiteApp) -> int:
     """The server's request count once it stops changing (requests a dead client had already
     sent may still be in the server's hands for a moment)."""
-    last, deadline = -1, time.monotonic() + 5
+    last, deadline = -1, time.monotonic() + 10
     while time.monotonic() < deadline:
         now = sum(app.requests.values())
         if now == last:
             return now
         last = now
-        time.sleep(0.2)
+        time.sleep(0.5)
     return last
 
 
