@@ -61,7 +61,7 @@ async def one_round(folder: Path, pages: int, concurrency: int, power: bool) -> 
             commit,
             sync=sync if power else None,
             active=lambda: in_flight - committer.waiting,
-            policy=GroupCommit(max_items=max(64, 2 * concurrency), max_delay_s=0.05),
+            policy=GroupCommit(max_items=max(64, 2 * concurrency), max_delay_s=0.005),
         )
 
         async def worker(mine: list[CrawlRequest]) -> None:

@@ -35,7 +35,7 @@ class GroupCommit(Generic[T]):
     """
 
     max_items: int = 256
-    max_delay_s: float = 0.05
+    max_delay_s: float = 0.005
     pending: list[T] = field(default_factory=list)
     first_at: float = 0.0
 

@@ -194,7 +194,7 @@ class _Crawl:
             self.commit_batch,
             sync=self.sync_batch if power else None,
             active=lambda: self.scheduler.statistics().in_flight - self.committer.waiting,
-            policy=GroupCommit(max_items=max(64, 2 * job.limits.concurrency), max_delay_s=0.05),
+            policy=GroupCommit(max_items=max(64, 2 * job.limits.concurrency), max_delay_s=0.005),
         )
 
     # 1. admit ---------------------------------------------------------------------------
