@@ -1,12 +1,15 @@
 """What each durability level costs, without a network: pages/s of the store-and-commit path.
 
     .venv/bin/python bench/durability.py [--pages 5000] [--concurrency 32] [--rounds 3]
+                                         [--fetch-ms 10]
 
 For each level (process, power; interleaved rounds, median reported) N simulated pages go the
 engine's way: a 6 KB body streamed into a temp file, renamed into a mirrored path, then settled
 through the same Committer / frontier / storage calls the engine makes (``power``: fsync of
 bodies and folders in a thread, one transaction per batch with synchronous=FULL). Producers
-are anyio tasks, like the crawl's workers. The network is left out on purpose: ``crawler bench
+are anyio tasks, like the crawl's workers; each "fetch" sleeps a seeded exponential time of
+mean ``--fetch-ms`` (0: none), so pages finish spread out as they do from a network. The
+network itself is left out on purpose: ``crawler bench
 --durability LEVEL`` measures the whole crawl, where the local server is the bottleneck.
 Output goes to bench/.work/ (gitignored).
 """
@@ -14,6 +17,7 @@ Output goes to bench/.work/ (gitignored).
 from __future__ import annotations
 
 import argparse
+import random
 import shutil
 import statistics
 import sys
@@ -36,7 +40,10 @@ BODY = b"<p>" + b"x" * 6000 + b"</p>"
 batches: list[float] = []
 
 
-async def one_round(folder: Path, pages: int, concurrency: int, power: bool) -> float:
+async def one_round(
+    folder: Path, pages: int, concurrency: int, power: bool, fetch_s: float
+) -> float:
+    rng = random.Random(7)
     shutil.rmtree(folder, ignore_errors=True)
     with Storage(folder) as storage, SqliteFrontier(folder, durable=power) as frontier:
         requests = [
@@ -71,7 +78,10 @@ async def one_round(folder: Path, pages: int, concurrency: int, power: bool) -> 
                 body = storage.open_body()
                 body.write(BODY)
                 stored = storage.commit(body, req.url)
-                await anyio.lowlevel.checkpoint()  # a fetch would yield here
+                if fetch_s > 0:
+                    await anyio.sleep(rng.expovariate(1 / fetch_s))
+                else:
+                    await anyio.lowlevel.checkpoint()
                 rec = PageRecord(
                     req.url, req.url, Outcome.OK, 1, bytes=stored.size,
                     sha256=stored.sha256, path=stored.path,
@@ -99,6 +109,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--fetch-ms", type=float, default=10.0)
     args = parser.parse_args()
     work = HERE / ".work" / "durability"
     rates: dict[str, list[float]] = {"process": [], "power": []}
@@ -106,7 +117,12 @@ def main() -> None:
     for _ in range(args.rounds):
         for level in rates:
             rate = anyio.run(
-                one_round, work / level, args.pages, args.concurrency, level == "power"
+                one_round,
+                work / level,
+                args.pages,
+                args.concurrency,
+                level == "power",
+                args.fetch_ms / 1000,
             )
             rates[level].append(rate)
             mean_batch[level].append(batches[-1])
@@ -115,7 +131,7 @@ def main() -> None:
         print(
             f"{level:8s} median {statistics.median(values):8,.0f} pages/s "
             f"(rounds: {', '.join(f'{v:,.0f}' for v in values)}; {args.pages:,} pages, "
-            f"concurrency {args.concurrency}; mean batch "
+            f"concurrency {args.concurrency}, fetch {args.fetch_ms:g} ms; mean batch "
             f"{statistics.mean(mean_batch[level]):.1f} pages per commit)"
         )
 
