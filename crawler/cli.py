@@ -1,4 +1,4 @@
-"""The command line: ``crawler crawl``, ``crawler validate``, ``crawler bench``.
+"""The command line: ``crawler crawl``, ``crawler validate``, ``crawler status``, ``crawler bench``.
 
 Owns: argument parsing (typer), turning errors into one line on stderr and an exit code, the
 progress display (rich, on a terminal only) and the end-of-run summary. Exit codes: 0 the crawl
@@ -31,7 +31,8 @@ from rich.table import Table
 from crawler import logconfig
 from crawler.config import JobConfig, env_overrides, job_from_mapping, load_job
 from crawler.engine import CrawlProgress, CrawlSummary, run_crawl
-from crawler.errors import ConfigError, CrawlerError
+from crawler.errors import ConfigError, CrawlerError, StateError
+from crawler.frontier import StateStatus, read_status
 
 __all__ = ["app", "main"]
 
@@ -67,8 +68,6 @@ def _apply_overrides(
     job: JobConfig, output: Path | None, concurrency: int | None, log_level: str | None
 ) -> JobConfig:
     data = job.model_dump(mode="python")
-    # load_job already merged the seeds file into ``seeds``: do not read it a second time.
-    data["seeds_file"] = None
     if output is not None:
         data["output"]["dir"] = output
     if concurrency is not None:
@@ -127,12 +126,14 @@ def _print_summary(summary: CrawlSummary) -> None:
     out.print(table)
 
 
-def _crawl(job: JobConfig, *, show_progress: bool) -> CrawlSummary:
+def _crawl(
+    job: JobConfig, *, show_progress: bool, fresh: bool = False, recrawl: bool = False
+) -> CrawlSummary:
     logconfig.configure(job.logging.level, job.logging.format)
     with _progress_display(show_progress) as on_progress:
 
         async def go() -> CrawlSummary:
-            return await run_crawl(job, on_progress=on_progress)
+            return await run_crawl(job, on_progress=on_progress, fresh=fresh, recrawl=recrawl)
 
         try:
             return _run_async(go)
@@ -169,6 +170,23 @@ def crawl(
     progress: Annotated[
         bool | None, typer.Option(help="Progress display (default: on a terminal).")
     ] = None,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Start over: delete this output folder's state, manifest and stored bodies "
+            "(asks first on a terminal).",
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before --fresh.")] = False,
+    recrawl: Annotated[
+        bool,
+        typer.Option(
+            "--recrawl",
+            help="Fetch done pages again with If-None-Match / If-Modified-Since; a 304 keeps "
+            "the stored body (not_modified). An interrupted recrawl continues.",
+        ),
+    ] = False,
 ) -> None:
     """Crawl from the job's seeds until nothing in scope is left. Re-run to resume."""
     try:
@@ -176,9 +194,79 @@ def crawl(
     except ConfigError as exc:
         raise _fail(str(exc), 2) from None
     _check_output_dir(job.output.dir)
-    summary = _crawl(job, show_progress=err.is_terminal if progress is None else progress)
+    if fresh:
+        _confirm_fresh(job.output.dir, yes)
+    summary = _crawl(
+        job,
+        show_progress=err.is_terminal if progress is None else progress,
+        fresh=fresh,
+        recrawl=recrawl,
+    )
     _print_summary(summary)
     raise typer.Exit(summary.exit_code)
+
+
+def _confirm_fresh(folder: Path, yes: bool) -> None:
+    """Ask before ``--fresh`` deletes anything; exit 2 when nobody can be asked."""
+    try:
+        status = read_status(folder)
+    except StateError:
+        return  # no state: nothing to delete
+    if yes:
+        return
+    what = (
+        f"{folder}: --fresh deletes the crawl state ({status.admitted:,} URLs), the manifest "
+        f"and the stored bodies"
+    )
+    if not sys.stdin.isatty():
+        raise _fail(f"{what}; not on a terminal, so add --yes to confirm", 2)
+    if not typer.confirm(f"{what}. Start over?", default=False, err=True):
+        raise _fail("not confirmed; nothing deleted", 2)
+
+
+def _status_table(status: StateStatus) -> Table:
+    table = Table(title=f"state {status.path}", show_header=False, box=None)
+    table.add_row("queued", f"{status.queued:,}")
+    table.add_row("in flight (leased)", f"{status.leased:,}")
+    table.add_row("done", f"{status.done:,}")
+    table.add_row("failed (done with a failure outcome)", f"{status.failed:,}")
+    for kind, n in status.outcomes.items():
+        table.add_row(f"  outcome {kind}", f"{n:,}")
+    table.add_row("hosts", f"{status.hosts:,}")
+    table.add_row("bytes", f"{status.bytes:,}")
+    if status.recrawling:
+        table.add_row("recrawl", "in progress (re-run with --recrawl or without to continue)")
+    table.add_row("manifest", str(status.path.parent / "manifest.jsonl"))
+    return table
+
+
+@app.command()
+def status(
+    output_dir: Annotated[Path, typer.Argument(help="A job's output folder.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Counts by state (queued, in flight, done, by outcome), hosts, bytes and the manifest path,
+    read from the state file alone. Read-only: works while a crawl runs."""
+    try:
+        st = read_status(output_dir)
+    except StateError as exc:
+        raise _fail(str(exc), 1) from None
+    if not as_json:
+        out.print(_status_table(st))
+        return
+    doc = {
+        "state": str(st.path),
+        "manifest": str(st.path.parent / "manifest.jsonl"),
+        "queued": st.queued,
+        "in_flight": st.leased,
+        "done": st.done,
+        "failed": st.failed,
+        "outcomes": st.outcomes,
+        "hosts": st.hosts,
+        "bytes": st.bytes,
+        "recrawling": st.recrawling,
+    }
+    sys.stdout.write(json.dumps(doc) + "\n")
 
 
 @app.command()
@@ -193,7 +281,7 @@ def validate(
     domains = ", ".join(job.scope.domains or job.seed_hosts())
     env = ", ".join(o.variable for o in env_overrides(os.environ))
     out.print(
-        f"{job_file}: ok: job {job.name!r}, {len(job.seeds)} seed(s), domains {domains}, "
+        f"{job_file}: ok: job {job.name!r}, {job.seed_count()} seed(s), domains {domains}, "
         f"output {job.output.dir}" + (f" (environment: {env})" if env else ""),
         highlight=False,
         soft_wrap=True,
@@ -229,6 +317,9 @@ def bench(
     output: Annotated[
         Path | None, typer.Option(help="Keep the crawl's output here (default: a temp folder).")
     ] = None,
+    durability: Annotated[
+        str, typer.Option(help="process, or power (fsync with group commit).")
+    ] = "process",
 ) -> None:
     """Serve a generated site on 127.0.0.1 and crawl it with the full engine: pages/s."""
     with tempfile.TemporaryDirectory(prefix="crawler-bench-") as tmp:
@@ -245,7 +336,7 @@ def bench(
                     },
                     "http": {"http2": http2, "ca_bundle": server["ca"]},
                     "robots": {"obey": False},
-                    "output": {"dir": str(output or tmp_path / "out")},
+                    "output": {"dir": str(output or tmp_path / "out"), "durability": durability},
                     "logging": {"level": "warning"},
                 },
                 source="bench",
@@ -258,7 +349,7 @@ def bench(
     out.print(
         f"bench: {ok:,} of {pages:,} pages in {wall:.2f} s = {ok / wall:,.1f} pages/s "
         f"({'HTTP/2 over TLS' if http2 else 'HTTP/1.1'}, concurrency {concurrency}, "
-        f"server on the same cores)",
+        f"durability {durability}, server on the same cores)",
         highlight=False,
     )
     if ok != pages:

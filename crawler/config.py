@@ -15,7 +15,7 @@ import copy
 import os
 import re
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -26,6 +26,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -51,6 +52,7 @@ __all__ = [
     "TimeoutsConfig",
     "TrapsConfig",
     "env_overrides",
+    "iter_seeds_file",
     "job_from_mapping",
     "load_job",
     "read_seeds_file",
@@ -248,6 +250,11 @@ class OutputConfig(_Model):
     """Output folder: bodies, ``manifest.jsonl`` and the state database."""
     layout: Literal["mirror", "flat"] = "mirror"
     """``mirror``: ``host/path``; ``flat``: ``host/<sha256 of URL>`` plus the path's suffix."""
+    durability: Literal["process", "power"] = "process"
+    """``process``: a page is done once its file is renamed into place and its record committed
+    (survives kill -9 / OOM: the page cache outlives the process). ``power``: also fsync each
+    body file, its folders and the state before the commit that marks it done, batched (group
+    commit), so a machine crash or power loss loses no page reported done."""
 
 
 class LoggingConfig(_Model):
@@ -266,7 +273,8 @@ class JobConfig(_Model):
     seeds: tuple[str, ...] = ()
     """Start URLs (http or https)."""
     seeds_file: Path | None = None
-    """A file of start URLs, one per line (``#`` comments and blank lines ignored)."""
+    """A file of start URLs, one per line (``#`` comments and blank lines ignored). It is
+    checked line by line at load and streamed into the frontier at start, never held whole."""
     scope: ScopeConfig = ScopeConfig()
     limits: LimitsConfig = LimitsConfig()
     http: HttpConfig = HttpConfig()
@@ -293,10 +301,27 @@ class JobConfig(_Model):
             raise ValueError("the job needs seeds or seeds_file")
         return self
 
+    # Found by the one streaming check of seeds_file at load (job_from_mapping).
+    _file_hosts: tuple[str, ...] = PrivateAttr(default=())
+    _file_seeds: int = PrivateAttr(default=0)
+
     def seed_hosts(self) -> tuple[str, ...]:
-        """Lower-case hosts of the inline seeds, in order, without repeats."""
+        """Lower-case hosts of the seeds (inline, then the seeds file's), without repeats."""
         hosts = (urlsplit(s).hostname or "" for s in self.seeds)
-        return tuple(dict.fromkeys(h for h in hosts if h))
+        return tuple(dict.fromkeys([*(h for h in hosts if h), *self._file_hosts]))
+
+    def seed_count(self) -> int:
+        """Inline seeds plus the seeds file's URL lines (repeats included)."""
+        return len(self.seeds) + self._file_seeds
+
+    def iter_seeds(self) -> Iterator[str]:
+        """The seeds: inline ones, then the seeds file's, streamed (bounded memory).
+
+        Raises ConfigError (``FILE:LINE``) if the file went bad since it was loaded.
+        """
+        yield from self.seeds
+        if self.seeds_file is not None:
+            yield from iter_seeds_file(self.seeds_file)
 
 
 def _url_problem(url: str) -> str | None:
@@ -312,22 +337,31 @@ def _url_problem(url: str) -> str | None:
     return None
 
 
+def iter_seeds_file(path: Path) -> Iterator[str]:
+    """The URLs in a seeds file, one at a time (the file is never read whole); a bad line
+    raises ConfigError naming ``FILE:LINE``."""
+    try:
+        f = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read seeds file: {exc}") from None
+    lineno = 0
+    with f:
+        try:
+            for lineno, raw in enumerate(f, 1):
+                line = raw.strip()
+                if not line or line.startswith("#"):
+                    continue
+                problem = _url_problem(line)
+                if problem:
+                    raise ConfigError(f"{path}:{lineno}: {line!r}: {problem}")
+                yield line
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}:{lineno + 1}: cannot read seeds file: {exc}") from None
+
+
 def read_seeds_file(path: Path) -> list[str]:
     """The URLs in a seeds file; a bad line raises ConfigError naming ``FILE:LINE``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read seeds file: {exc}") from None
-    seeds = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        problem = _url_problem(line)
-        if problem:
-            raise ConfigError(f"{path}:{lineno}: {line!r}: {problem}")
-        seeds.append(line)
-    return seeds
+    return list(iter_seeds_file(path))
 
 
 def _yaml_line(root: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
@@ -411,9 +445,15 @@ def job_from_mapping(
     if job.http.ca_bundle is not None and not job.http.ca_bundle.is_file():
         raise ConfigError(f"{source}: http.ca_bundle: no such file: {job.http.ca_bundle}")
     if job.seeds_file is not None:
-        seeds = (*job.seeds, *read_seeds_file(job.seeds_file))
-        job = job.model_copy(update={"seeds": tuple(dict.fromkeys(seeds))})
-    if not job.seeds:
+        # One streaming pass: every line checked (FILE:LINE), the hosts noted for the default
+        # scope; the URLs themselves are streamed into the frontier when the crawl starts.
+        count, hosts = 0, dict[str, None]()
+        for url in iter_seeds_file(job.seeds_file):
+            count += 1
+            hosts[urlsplit(url).hostname or ""] = None
+        job._file_seeds = count
+        job._file_hosts = tuple(h for h in hosts if h)
+    if job.seed_count() == 0:
         raise ConfigError(f"{source}: seeds: no seed URLs (seeds_file is empty)")
     return job
 

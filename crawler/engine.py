@@ -21,9 +21,16 @@ One URL's path (the numbers match the code below):
    ``sitemaps`` does. A redirect's Location is one link of the same depth, carrying the chain
    of URLs that led to it (loops and hop limits end there). Each link passes scope and the trap
    limits (a trapped one is recorded ``trap``). Back to 1.
-6. **Settle.** The frontier marks the URL done with its manifest record and admits its links in
-   one transaction; storage appends the record to ``manifest.jsonl``; the worker releases its
-   slot in the scheduler.
+6. **Settle.** The **committer** makes the URL done: the frontier marks it done with its
+   manifest record, admits its links and records its trapped links in one transaction; storage
+   appends the records to ``manifest.jsonl``; then the worker releases its slot in the
+   scheduler. With ``durability: power`` settles are grouped: the batch's bodies and folders are
+   fsynced (in a thread), then one transaction commits the batch, and only then are its URLs
+   done.
+
+A recrawl (``recrawl=True``) queues every settled URL again; each is fetched with
+``If-None-Match`` / ``If-Modified-Since`` from its last record, and a 304 keeps the stored body
+(outcome ``not_modified``).
 
 The crawl is finished when the frontier's outstanding work (queued + leased) reaches zero and
 no request is in flight, not when the queue is momentarily empty. SIGINT / SIGTERM stop new work,
@@ -40,13 +47,14 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
 import anyio
 import structlog
 
+from crawler.committer import Committer, GroupCommit
 from crawler.config import JobConfig
 from crawler.extract import extract_links, is_html
 from crawler.fetcher import Fetcher
@@ -73,6 +81,7 @@ __all__ = ["CrawlProgress", "CrawlSummary", "run_crawl"]
 log = structlog.get_logger()
 
 _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+_SEED_BATCH = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +120,52 @@ class CrawlSummary:
     @property
     def complete(self) -> bool:
         return self.stopped_by is None and self.queued_left == 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Settled:
+    """A finished URL waiting for its commit."""
+
+    request: CrawlRequest
+    record: PageRecord
+    links: list[CrawlRequest]
+    refused: list[tuple[CrawlRequest, PageRecord]]  # trapped links, recorded with the page
+
+
+def _conditional_headers(previous: PageRecord | None) -> dict[str, str] | None:
+    """If-None-Match / If-Modified-Since from a stored body's validators (None: nothing)."""
+    if previous is None or previous.outcome not in (Outcome.OK, Outcome.NOT_MODIFIED):
+        return None
+    headers = {}
+    if previous.etag:
+        headers["If-None-Match"] = previous.etag
+    if previous.last_modified:
+        headers["If-Modified-Since"] = previous.last_modified
+    return headers or None
+
+
+def _revalidated(
+    record: PageRecord, result: FetchResult, previous: PageRecord | None
+) -> PageRecord:
+    """The record with the body's validators; a 304 to a conditional GET keeps the previous
+    body (path, size, sha256) as ``not_modified``."""
+    headers = {k.lower(): v for k, v in result.headers}
+    if _conditional_headers(previous) is not None and result.status == 304:
+        assert previous is not None
+        return replace(
+            previous,
+            outcome=Outcome.NOT_MODIFIED,
+            status=304,
+            depth=record.depth,
+            http_version=record.http_version,
+            elapsed_s=record.elapsed_s,
+            error=None,
+            etag=headers.get("etag", previous.etag),
+            last_modified=headers.get("last-modified", previous.last_modified),
+        )
+    if record.outcome is Outcome.OK:
+        return replace(record, etag=headers.get("etag"), last_modified=headers.get("last-modified"))
+    return record
 
 
 @dataclass(eq=False)
@@ -191,6 +246,16 @@ class _Crawl:
         self.counters = _Counters()
         self.started = time.monotonic()
         self.stopped_by: str | None = None
+        # Read once: a recrawl pass cannot begin mid-run, so per-URL lookups are needed only
+        # when it was unfinished at the start.
+        self.recrawl = frontier.recrawling
+        power = job.output.durability == "power"
+        self.committer: Committer[_Settled] = Committer(
+            self.commit_batch,
+            sync=self.sync_batch if power else None,
+            active=lambda: self.scheduler.statistics().in_flight - self.committer.waiting,
+            policy=GroupCommit(max_items=max(64, 2 * job.limits.concurrency), max_delay_s=0.005),
+        )
 
     # 1. admit ---------------------------------------------------------------------------
 
@@ -258,21 +323,28 @@ class _Crawl:
         )
 
     def add_seeds(self) -> None:
+        # Streamed in batches: a seeds file of millions of URLs never sits in memory.
         requests: list[CrawlRequest] = []
-        for seed in self.job.seeds:
+        admitted = 0
+        origins: dict[str, None] = {}  # for sitemap probes: the seeds' first hosts
+        for seed in self.job.iter_seeds():
             request = self.admissible(seed, 0)
             if request is None:
                 log.warning("seed.out_of_scope", url=seed)
             else:
                 requests.append(request)
+                if len(origins) < _SEED_BATCH:
+                    origins.setdefault(origin_of(request.url))
+            if len(requests) >= _SEED_BATCH:
+                admitted += self.frontier.add(requests)
+                requests.clear()
         if self.job.sitemaps.enabled and self.job.sitemaps.probe:
-            origins = dict.fromkeys(origin_of(r.url) for r in requests)
             found, _ = self.admit(
                 (o + "/sitemap.xml" for o in origins), 0, kind=RequestKind.SITEMAP
             )
             requests.extend(found)
-        admitted = self.frontier.add(requests)
-        log.info("crawl.seeded", seeds=len(self.job.seeds), admitted=admitted)
+        admitted += self.frontier.add(requests)
+        log.info("crawl.seeded", seeds=self.job.seed_count(), admitted=admitted)
 
     # 2.-6. one URL ----------------------------------------------------------------------
 
@@ -283,7 +355,8 @@ class _Crawl:
                 if request.kind is RequestKind.ROBOTS:
                     await self.fetch_robots(request)
                 elif scheduler.take_disallowed(request):
-                    self.settle(request, self.disallowed_record(request), [], [])
+                    record = self.disallowed_record(request)
+                    await self.committer.submit(_Settled(request, record, [], []))
                 else:
                     await self.process(request)
             finally:
@@ -303,34 +376,44 @@ class _Crawl:
         send_auth = self.scope.host_allowed(hostname) and (
             not request.chain or hostname_of(request.chain[0]) == hostname
         )
+        previous = self.frontier.previous_record(request.url) if self.recrawl else None
         try:
             # 3. fetch
-            result = await self.fetcher.fetch(request.url, open_sink, send_auth=send_auth)
+            result = await self.fetcher.fetch(
+                request.url,
+                open_sink,
+                send_auth=send_auth,
+                headers=_conditional_headers(previous),
+            )
             if self.should_retry(request, result):
                 if writer is not None:
                     self.storage.discard(writer)
                 return
             # 4. store, 5. extract
             record, links, refused = self.store_and_extract(request, result, writer)
+            record = _revalidated(record, result, previous)
         except BaseException:
             if writer is not None:
                 self.storage.discard(writer)
             raise
-        # 6. settle
-        self.settle(request, record, links, refused)
+        # 6. settle: returns once the record is committed (with ``power``: once its batch is)
+        await self.committer.submit(_Settled(request, record, links, refused))
 
-    def settle(
-        self,
-        request: CrawlRequest,
-        record: PageRecord,
-        links: list[CrawlRequest],
-        refused: _REFUSED,
-    ) -> None:
-        self.frontier.settle(request, record, links, refused)
-        self.storage.append(record)
-        for _, trapped in refused:
-            self.storage.append(trapped)
-        self.count(record)
+    def sync_batch(self, batch: list[_Settled]) -> None:
+        """Durability ``power``: fsync the batch's placed bodies and their folders (blocking;
+        the committer runs it in a thread, before :meth:`commit_batch`)."""
+        self.storage.sync([s.record.path for s in batch if s.record.path is not None])
+
+    def commit_batch(self, batch: list[_Settled]) -> None:
+        """Settle a batch in one state transaction; then manifest lines and counts."""
+        with self.frontier.transaction():
+            for s in batch:
+                self.frontier.settle(s.request, s.record, s.links, s.refused)
+        for s in batch:
+            self.storage.append(s.record)
+            for _, trapped in s.refused:
+                self.storage.append(trapped)
+            self.count(s.record)
 
     def should_retry(self, request: CrawlRequest, result: FetchResult) -> bool:
         """Feed the host's throttle; on a retryable failure with attempts left, send the URL
@@ -538,7 +621,7 @@ class _Crawl:
         c.outcomes[record.outcome.value] += 1
         if record.http_version:
             c.versions[record.http_version] += 1
-        if record.outcome not in (Outcome.OK, Outcome.REDIRECT):
+        if record.outcome not in (Outcome.OK, Outcome.REDIRECT, Outcome.NOT_MODIFIED):
             c.errors += 1
         log.info(
             "fetch.done",
@@ -604,9 +687,14 @@ async def run_crawl(
     on_progress: Callable[[CrawlProgress], None] | None = None,
     progress_interval_s: float = 0.5,
     handle_signals: bool = True,
+    fresh: bool = False,
+    recrawl: bool = False,
 ) -> CrawlSummary:
     """Run (or resume) the job until nothing is left, or until SIGINT / SIGTERM.
 
+    ``fresh``: first forget the output folder's state, manifest and stored bodies (the caller
+    has confirmed). ``recrawl``: queue every settled URL again for a conditional GET, unless a
+    recrawl pass is already unfinished (then it continues).
     Raises StateError when the output folder's state cannot be used and ConfigError for
     settings that only fail when used (a bad CA bundle); every per-URL failure is a record.
     """
@@ -619,8 +707,14 @@ async def run_crawl(
                 root,
                 max_pages=job.scope.max_pages,
                 level_barrier=job.scope.max_depth is not None,
+                durable=job.output.durability == "power",
             ) as frontier,
         ):
+            if fresh:
+                _forget(storage, frontier)
+            if recrawl:
+                requeued = frontier.begin_recrawl()
+                log.info("crawl.recrawl", requeued=requeued, resumed=requeued == 0)
             # The manifest is derived from committed state: one line per settled URL, even
             # after a run that died between a commit and its manifest line.
             resumed = storage.rewrite_manifest(frontier.records())
@@ -631,6 +725,11 @@ async def run_crawl(
                 crawl.add_seeds()
                 await _run_workers(crawl, on_progress, progress_interval_s, handle_signals)
             summary = crawl.summary()
+            if crawl.recrawl:
+                if summary.complete:
+                    frontier.end_recrawl()
+                # Recrawled URLs got a second manifest line this run: back to one per URL.
+                storage.rewrite_manifest(frontier.records())
     finally:
         structlog.contextvars.unbind_contextvars("job")
     log.info(
@@ -645,6 +744,14 @@ async def run_crawl(
     return summary
 
 
+def _forget(storage: Storage, frontier: SqliteFrontier) -> None:
+    """``--fresh``: remove the stored bodies the state lists, then the state itself (under the
+    state's lock, so no other run of this folder is affected halfway)."""
+    removed = storage.remove(r.path for r in frontier.records() if r.path is not None)
+    frontier.reset()
+    log.warning("crawl.fresh", bodies_removed=removed)
+
+
 async def _run_workers(
     crawl: _Crawl,
     on_progress: Callable[[CrawlProgress], None] | None,
@@ -657,10 +764,13 @@ async def _run_workers(
             outer.start_soon(crawl.watch_signals, workers_scope, crawl.job.limits.stop_grace_s)
         if on_progress is not None:
             outer.start_soon(_report_progress, crawl, on_progress, interval_s)
+        if crawl.committer.batched:
+            outer.start_soon(crawl.committer.run)
         with workers_scope:
             async with anyio.create_task_group() as tg:
                 for _ in range(crawl.job.limits.concurrency):
                     tg.start_soon(crawl.worker)
+        await crawl.committer.drain()  # settles whose workers were cut off by the grace period
         if on_progress is not None:
             on_progress(crawl.progress())
         outer.cancel_scope.cancel()  # the watchers have nothing left to watch

@@ -6,6 +6,10 @@ breadth-first order, and settling a URL together with the links it produced in o
 The state is one SQLite file (WAL) in the output folder, so re-running a job resumes it: leases
 of a run that died go back to the queue on open. Memory does not grow with the queue: rows live
 on disk and leases are asked for in small batches.
+A recrawl (:meth:`SqliteFrontier.begin_recrawl`) puts every settled URL back in the queue with
+its last record kept (its validators, for a conditional GET); a meta flag marks the pass, so an
+interrupted recrawl resumes instead of starting over. :func:`read_status` reads a state file
+read-only, without the lock, so it works while a crawl runs.
 Must not: know about HTTP, timing beyond a request's ``not_before``, or scope rules (the engine
 checks scope before calling :meth:`SqliteFrontier.add`).
 """
@@ -18,19 +22,23 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+from urllib.request import pathname2url
 
+from crawler import faults
 from crawler.errors import StateError
 from crawler.models import CrawlRequest, PageRecord, RequestKind
 
-__all__ = ["FrontierStats", "SqliteFrontier"]
+__all__ = ["FrontierStats", "SqliteFrontier", "StateStatus", "read_status"]
 
 SCHEMA_VERSION = 2
 STATE_FILE = "state.sqlite3"
 _QUEUED, _LEASED, _DONE = 0, 1, 2
+_SUCCESS = frozenset({"ok", "not_modified", "redirect"})  # outcome values that are not failures
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,9 +81,18 @@ class SqliteFrontier:
     """
 
     def __init__(
-        self, root: Path, *, max_pages: int | None = None, level_barrier: bool = False
+        self,
+        root: Path,
+        *,
+        max_pages: int | None = None,
+        level_barrier: bool = False,
+        durable: bool = False,
     ) -> None:
         self.path = root / STATE_FILE
+        # durable: every COMMIT fsyncs the WAL (synchronous=FULL), so a commit survives power
+        # loss; callers batch settles into one transaction to pay that once per batch.
+        self._durable = durable
+        self._in_tx = False
         self._lock_path = root / "state.lock"
         self._max_pages = max_pages
         # Strict breadth-first: nothing of depth d+1 is leased while anything of depth d is
@@ -112,6 +129,8 @@ class SqliteFrontier:
         self._lock = lock
         try:
             self._db = self._open_db()
+            if self._durable:
+                self._db.execute("PRAGMA synchronous=FULL")
         except sqlite3.DatabaseError as exc:
             self._release_lock()
             raise StateError(f"{self.path}: cannot open crawl state: {exc}") from None
@@ -328,8 +347,7 @@ class SqliteFrontier:
         """
         db = self._conn
         payload = json.dumps(record.to_json_dict(), separators=(",", ":"))
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction():
             db.execute(
                 "UPDATE urls SET state=?, record=? WHERE url=?", (_DONE, payload, request.url)
             )
@@ -343,21 +361,107 @@ class SqliteFrontier:
                 ],
             )
             settled_now = db.total_changes - before
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            faults.hit("in_commit")
         self._done += settled_now
         self._by_depth[request.depth] -= 1
         self._leased -= 1
         self._done += 1
         return admitted
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction around everything inside (``settle`` calls join it): a group
+        commit pays one COMMIT (and, when durable, one WAL fsync) for many settles.
+        Rolled back if the block raises."""
+        if self._in_tx:
+            yield
+            return
+        db = self._conn
+        db.execute("BEGIN IMMEDIATE")
+        self._in_tx = True
+        try:
+            yield
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            db.execute("COMMIT")
+        finally:
+            self._in_tx = False
+
+    # -- recrawl and reset -----------------------------------------------------------------
+
+    @property
+    def recrawling(self) -> bool:
+        """True while a recrawl pass is unfinished (queued URLs may carry a previous record)."""
+        row = self._conn.execute("SELECT 1 FROM meta WHERE key='recrawl'").fetchone()
+        return row is not None
+
+    def begin_recrawl(self) -> int:
+        """Queue every settled URL again (but trapped ones), keeping its record, with a fresh
+        retry budget, and mark a recrawl pass.
+
+        When a pass is already unfinished (an interrupted recrawl), nothing is requeued: the
+        pass continues. Returns how many URLs were queued again.
+        """
+        db = self._conn
+        with self.transaction():
+            if self.recrawling:
+                return 0
+            # Trapped URLs were never fetched and stay trapped: only fetched ones come back.
+            fetched = "state=? AND json_extract(record, '$.outcome') != 'trap'"
+            by_depth = db.execute(
+                f"SELECT depth, count(*) FROM urls WHERE {fetched} GROUP BY depth",  # noqa: S608
+                (_DONE,),
+            ).fetchall()
+            hosts = [
+                h
+                for (h,) in db.execute(
+                    f"SELECT DISTINCT host FROM urls WHERE {fetched}",  # noqa: S608
+                    (_DONE,),
+                )
+            ]
+            n = db.execute(
+                f"UPDATE urls SET state=?, attempts=0 WHERE {fetched}",  # noqa: S608
+                (_QUEUED, _DONE),
+            ).rowcount
+            db.execute("INSERT INTO meta VALUES ('recrawl', '1')")
+        for depth, count in by_depth:
+            self._by_depth[depth] += count
+        for host in hosts:
+            self._hosts.setdefault(host)
+        self._queued += n
+        self._done -= n
+        return n
+
+    def end_recrawl(self) -> None:
+        """The recrawl pass is complete (nothing outstanding): clear its mark."""
+        with self.transaction():
+            self._conn.execute("DELETE FROM meta WHERE key='recrawl'")
+
+    def previous_record(self, url: str) -> PageRecord | None:
+        """The last committed record of ``url`` (during a recrawl: the one being revalidated)."""
+        row = self._conn.execute("SELECT record FROM urls WHERE url=?", (url,)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return PageRecord.from_json_dict(json.loads(row[0]))
+
+    def reset(self) -> None:
+        """Forget everything: no URL, no record, no recrawl mark (``--fresh``). Bodies are the
+        caller's to remove first (see :meth:`records`)."""
+        with self.transaction():
+            self._conn.execute("DELETE FROM urls")
+            self._conn.execute("DELETE FROM meta WHERE key != 'schema'")
+        self._admitted = self._queued = self._leased = self._done = 0
+        self._by_depth.clear()
+        self._hosts.clear()
+
     # -- reading ---------------------------------------------------------------------------
 
     def records(self) -> Iterator[PageRecord]:
-        """Every settled URL's record, in admission order."""
-        cur = self._conn.execute("SELECT record FROM urls WHERE state=? ORDER BY id", (_DONE,))
+        """Every committed record, in admission order: settled URLs, and URLs queued again by
+        a recrawl (their last record stands until the recrawl settles them anew)."""
+        cur = self._conn.execute("SELECT record FROM urls WHERE record IS NOT NULL ORDER BY id")
         for (payload,) in cur:
             yield PageRecord.from_json_dict(json.loads(payload))
 
@@ -368,3 +472,72 @@ class SqliteFrontier:
 
     def statistics(self) -> FrontierStats:
         return FrontierStats(self._admitted, self._queued, self._leased, self._done)
+
+
+@dataclass(frozen=True, slots=True)
+class StateStatus:
+    """A job's state as :func:`read_status` found it."""
+
+    path: Path
+    queued: int
+    leased: int  # handed to a running crawl (or left by one that died: requeued on next start)
+    done: int
+    outcomes: dict[str, int] = field(default_factory=dict)  # last record of each URL, by outcome
+    hosts: int = 0
+    bytes: int = 0  # bytes of the stored bodies the records list
+    recrawling: bool = False
+
+    @property
+    def admitted(self) -> int:
+        return self.queued + self.leased + self.done
+
+    @property
+    def failed(self) -> int:
+        """Records whose outcome is a failure (not ok, not_modified or redirect)."""
+        return sum(n for o, n in self.outcomes.items() if o not in _SUCCESS)
+
+
+def read_status(root: Path) -> StateStatus:
+    """Counts from a job's state file, opened read-only and without the lock, so this works
+    while a crawl runs (WAL: a reader sees the last commit). Raises StateError when there is no
+    usable state file."""
+    path = root / STATE_FILE
+    if not path.is_file():
+        raise StateError(f"{root}: no crawl state here ({STATE_FILE} not found)")
+    try:
+        db = sqlite3.connect(f"file:{pathname2url(str(path.resolve()))}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StateError(f"{path}: cannot open crawl state: {exc}") from None
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None or int(row[0]) != SCHEMA_VERSION:
+            raise StateError(f"{path}: not a crawl state of schema {SCHEMA_VERSION}")
+        # One read transaction, so the counts agree with each other while a crawl commits.
+        db.execute("BEGIN")
+        states = dict(db.execute("SELECT state, count(*) FROM urls GROUP BY state").fetchall())
+        outcomes = dict(
+            db.execute(
+                "SELECT json_extract(record, '$.outcome') AS o, count(*) FROM urls "
+                "WHERE record IS NOT NULL GROUP BY o ORDER BY o"
+            ).fetchall()
+        )
+        hosts, size = db.execute(
+            "SELECT count(DISTINCT host), "
+            "coalesce(sum(json_extract(record, '$.bytes')), 0) FROM urls"
+        ).fetchone()
+        recrawl = db.execute("SELECT 1 FROM meta WHERE key='recrawl'").fetchone() is not None
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise StateError(f"{path}: cannot read crawl state: {exc}") from None
+    finally:
+        db.close()
+    return StateStatus(
+        path=path,
+        queued=states.get(_QUEUED, 0),
+        leased=states.get(_LEASED, 0),
+        done=states.get(_DONE, 0),
+        outcomes=outcomes,
+        hosts=hosts,
+        bytes=size,
+        recrawling=recrawl,
+    )

@@ -7,7 +7,7 @@ these frozen values, and ``engine`` wires them. Nothing here does I/O.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 __all__ = [
@@ -43,6 +43,7 @@ class Outcome(enum.StrEnum):
     ROBOTS_DISALLOWED = "robots_disallowed"  # robots.txt forbids it (or stayed unreachable)
     REDIRECT_LOOP = "redirect_loop"  # a redirect back to a URL of its own chain
     TRAP = "trap"  # a crawler-trap limit (URL length, path depth, repeats, pattern budget)
+    NOT_MODIFIED = "not_modified"  # a recrawl's conditional GET got 304: the stored body is kept
 
 
 class RequestKind(enum.IntEnum):
@@ -107,17 +108,24 @@ class PageRecord:
     error: str | None = None
     origin: str | None = None  # the URL first requested, when redirects led here
     attempts: int = 1  # requests made for this URL (more than one after retries)
+    etag: str | None = None  # validators of the stored body, sent back when it is recrawled
+    last_modified: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         """The record as the manifest writes it (outcome as its string value)."""
-        d = asdict(self)
+        # Every field is a scalar: a plain read beats asdict's recursive deep copy (this runs
+        # twice per page: the state's record and the manifest line).
+        d = {name: getattr(self, name) for name in _RECORD_FIELDS}
         d["outcome"] = self.outcome.value
         return d
 
     @classmethod
     def from_json_dict(cls, d: dict[str, Any]) -> PageRecord:
-        """Inverse of :meth:`to_json_dict`."""
+        """Inverse of :meth:`to_json_dict` (records written before a field existed load too)."""
         return cls(**{**d, "outcome": Outcome(d["outcome"])})
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(PageRecord))
 
 
 class BodySink(Protocol):

@@ -3,12 +3,15 @@
 Owns: mapping a URL to a safe relative path under the output folder (never outside it: no
 ``..``, no absolute paths, bounded name length, query strings hashed); writing a body to a temp
 file, hashed (sha256) while written, renamed into place only when complete, so a partial file is
-never presented as done; and ``manifest.jsonl``, one line per settled URL.
+never presented as done; and ``manifest.jsonl``, one line per settled URL. For the ``power``
+durability level, :meth:`Storage.sync` fsyncs a batch of placed bodies and their folders (the
+caller commits their records only after it returns).
 Must not: know about HTTP, the frontier or scheduling.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,12 +19,14 @@ import posixpath
 import re
 import secrets
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal, Self
 from urllib.parse import unquote, urlsplit
 
+from crawler import faults
 from crawler.models import PageRecord
 
 __all__ = ["BodyWriter", "Storage", "StoredBody", "url_to_path"]
@@ -74,6 +79,14 @@ def url_to_path(url: str, layout: Literal["mirror", "flat"] = "mirror") -> str:
     return posixpath.join(host, *segments)
 
 
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True, slots=True)
 class StoredBody:
     """A completed body: where it is (relative to the output folder), its size and sha256."""
@@ -102,6 +115,7 @@ class BodyWriter:
     def write(self, chunk: bytes) -> None:
         """Append a chunk to the file and the hash."""
         self.file.write(chunk)
+        faults.hit("body_write")
         self._hash.update(chunk)
         self.size += len(chunk)
         if self._kept_size <= self.retain:
@@ -141,6 +155,7 @@ class Storage:
         self._tmp = root / _TMP_DIR
         self._manifest: IO[str] | None = None
         self._made_dirs: set[str] = set()
+        self._synced_dirs: set[str] = set()  # folders whose own entry is known to be on disk
         self.bodies = 0
 
     def __repr__(self) -> str:
@@ -213,6 +228,52 @@ class Storage:
         if dest.is_dir():
             raise IsADirectoryError(str(dest))
         os.replace(tmp, dest)
+        faults.hit("after_rename")
+
+    def sync(self, rels: Iterable[str]) -> None:
+        """fsync the placed bodies ``rels`` and every folder whose entries changed for them, so
+        the files and their names survive a machine crash. Blocking: run it in a thread.
+
+        A body's folder is synced every time (the rename changed it); the folders above it
+        only the first time they are seen, since creating a folder is what changes its parent.
+        """
+        rels = list(rels)
+        # fsyncs issued together are merged by the filesystem's journal (one commit for
+        # several files), so the batch's files are synced from a few threads at once.
+        with ThreadPoolExecutor(max_workers=min(4, len(rels) or 1)) as pool:
+            list(pool.map(_fsync_path, (self.root / rel for rel in rels)))
+        folders: set[str] = set()
+        for rel in rels:
+            parent = rel.rpartition("/")[0]
+            folders.add(parent)
+            while parent and parent not in self._synced_dirs:
+                self._synced_dirs.add(parent)
+                parent = parent.rpartition("/")[0]
+                folders.add(parent)
+        for folder in sorted(folders, key=len, reverse=True):
+            _fsync_path(self.root / folder if folder else self.root)
+
+    def remove(self, rels: Iterable[str]) -> int:
+        """Delete stored bodies (``--fresh``) and the folders left empty; returns how many
+        files were removed. Paths outside the output folder are refused, silently skipped."""
+        root = self.root.resolve()
+        removed = 0
+        folders: set[Path] = set()
+        for rel in rels:
+            path = (self.root / rel).resolve()
+            if not path.is_relative_to(root) or path == root:
+                continue
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed += 1
+            folders.update(p for p in path.parents if p.is_relative_to(root) and p != root)
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty: something else lives there
+                folder.rmdir()
+        self._made_dirs.clear()
+        return removed
 
     def read(self, rel: str, limit: int) -> bytes:
         """The first ``limit`` bytes of a stored body."""

@@ -73,7 +73,9 @@ def test_seeds_file_lines_are_checked(tmp_path: Path) -> None:
     """A seeds file is read relative to the job; a bad line names FILE:LINE."""
     (tmp_path / "urls.txt").write_text("# seeds\nhttp://a.org/x\n\nhttp://a.org/y\n")
     job = load_job(write(tmp_path, "seeds_file: urls.txt\n"))
-    assert job.seeds == ("http://a.org/x", "http://a.org/y")
+    assert job.seeds == ()  # streamed, never held: see iter_seeds
+    assert list(job.iter_seeds()) == ["http://a.org/x", "http://a.org/y"]
+    assert (job.seed_count(), job.seed_hosts()) == (2, ("a.org",))
     (tmp_path / "urls.txt").write_text("http://a.org/x\nnot a url\n")
     with pytest.raises(ConfigError, match=r"urls.txt:2: 'not a url'"):
         load_job(write(tmp_path, "seeds_file: urls.txt\n"))

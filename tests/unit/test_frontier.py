@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from crawler.errors import StateError
-from crawler.frontier import SqliteFrontier
+from crawler.frontier import FrontierStats, SqliteFrontier, read_status
 from crawler.models import CrawlRequest, Outcome, PageRecord
 
 
@@ -119,3 +119,90 @@ def test_refused_links_are_recorded_not_queued(tmp_path: Path) -> None:
             "http://a.org/new"
         }
         assert [q.url for q in f.lease("a.org", 5, 0.0)] == ["http://a.org/b"]
+
+
+def test_settles_in_one_transaction_commit_together(tmp_path: Path) -> None:
+    """Settles inside transaction() are one commit: a reader sees none of them until the end,
+    and a failure inside rolls all of them back."""
+    with SqliteFrontier(tmp_path) as f:
+        f.add([req(f"/{i}") for i in range(4)])
+        a, b, c, _ = f.lease("a.org", 4, now=0)
+        with f.transaction():
+            f.settle(a, done(a), [])
+            f.settle(b, done(b), [req("/new", 1)])
+            assert read_status(tmp_path).done == 0  # not committed yet
+        assert read_status(tmp_path).done == 2
+        assert read_status(tmp_path).queued == 1  # /new
+
+        def fail_inside() -> None:
+            with f.transaction():
+                f.settle(c, done(c), [])
+                raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            fail_inside()
+        assert read_status(tmp_path).done == 2
+    with SqliteFrontier(tmp_path) as f:
+        assert {r.url for r in f.records()} == {a.url, b.url}
+
+
+def test_recrawl_requeues_done_urls_once_per_pass(tmp_path: Path) -> None:
+    """begin_recrawl queues every settled URL again with its record kept (manifest unchanged
+    meanwhile); an interrupted pass continues instead of requeueing what it already redid; the
+    pass ends explicitly and the next begin starts a new one."""
+    with SqliteFrontier(tmp_path) as f:
+        f.add([req("/a"), req("/b"), req("/c", 1)])
+        for r in f.lease("a.org", 3, now=0):
+            f.settle(r, done(r), [])
+        assert not f.recrawling
+        assert f.begin_recrawl() == 3
+        assert f.recrawling
+        assert f.statistics().queued == 3
+        assert f.level() == 0
+        assert len(list(f.records())) == 3  # last records stand
+        (a,) = f.lease("a.org", 1, now=0)
+        assert f.previous_record(a.url) == done(a)
+        f.settle(a, done(a), [])
+    with SqliteFrontier(tmp_path) as f:  # the interrupted recrawl is resumed
+        assert f.recrawling
+        assert f.begin_recrawl() == 0
+        stats = f.statistics()
+        assert (stats.queued, stats.done) == (2, 1)
+        for r in f.lease("a.org", 5, now=0):
+            f.settle(r, done(r), [])
+        f.end_recrawl()
+        assert not f.recrawling
+        assert f.begin_recrawl() == 3
+        assert f.previous_record("http://a.org/nowhere") is None
+
+
+def test_reset_forgets_everything(tmp_path: Path) -> None:
+    """reset (for --fresh) leaves an empty state: nothing queued, done, or recorded."""
+    with SqliteFrontier(tmp_path) as f:
+        f.add([req("/a"), req("/b")])
+        (a, _) = f.lease("a.org", 2, now=0)
+        f.settle(a, done(a), [])
+        f.begin_recrawl()
+        f.reset()
+        assert f.statistics() == FrontierStats(0, 0, 0, 0)
+        assert list(f.records()) == []
+        assert not f.recrawling
+        assert f.add([req("/a")]) == 1
+
+
+def test_status_reads_a_locked_state_without_the_lock(tmp_path: Path) -> None:
+    """read_status works while the state is held (and written) by a crawl, reports counts by
+    state, outcomes, hosts and bytes, and does not create anything."""
+    with SqliteFrontier(tmp_path) as f:
+        f.add([req("/a"), req("/b"), req("/c"), req("/x", host="b.org")])
+        a, b, _c = f.lease("a.org", 3, now=0)
+        f.settle(a, PageRecord(a.url, a.url, Outcome.OK, 0, bytes=100), [])
+        f.settle(b, PageRecord(b.url, b.url, Outcome.TIMEOUT, 0), [])
+        st = read_status(tmp_path)
+        assert (st.queued, st.leased, st.done, st.admitted) == (1, 1, 2, 4)
+        assert st.outcomes == {"ok": 1, "timeout": 1}
+        assert st.failed == 1
+        assert (st.hosts, st.bytes, st.recrawling) == (2, 100, False)
+    with pytest.raises(StateError, match="no crawl state"):
+        read_status(tmp_path / "elsewhere")
+    assert not (tmp_path / "elsewhere").exists()

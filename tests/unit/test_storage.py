@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 from pathlib import Path
 
@@ -99,3 +100,63 @@ def test_manifest_rewrite_replaces_lines(tmp_path: Path) -> None:
         assert storage.rewrite_manifest([rec]) == 1
         storage.append(rec)
     assert len((tmp_path / "manifest.jsonl").read_text().splitlines()) == 2
+
+
+def test_sync_fsyncs_bodies_and_changed_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Durability power: sync fsyncs each body, its folder every time, and the folders above
+    it the first time (creating a folder changed its parent). fsync's effect cannot be seen
+    without pulling the power, so the calls are recorded (and still made)."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr("crawler.storage.os.fsync", recording_fsync)
+    root = tmp_path.resolve()
+    with Storage(root) as storage:
+        rels = []
+        for url in ("http://ex.com/a/b/one.html", "http://ex.com/a/b/two.html"):
+            body = storage.open_body()
+            body.write(b"x")
+            rels.append(storage.commit(body, url).path)
+        storage.sync(rels)
+        # files first (from a few threads, in any order), then folders, deepest first
+        assert set(synced[:2]) == {
+            str(root / "ex.com/a/b/one.html"),
+            str(root / "ex.com/a/b/two.html"),
+        }
+        assert synced[2:] == [
+            str(root / "ex.com/a/b"),
+            str(root / "ex.com/a"),
+            str(root / "ex.com"),
+            str(root),
+        ]
+        synced.clear()
+        body = storage.open_body()
+        body.write(b"y")
+        storage.sync([storage.commit(body, "http://ex.com/a/b/three.html").path])
+        assert synced == [str(root / "ex.com/a/b/three.html"), str(root / "ex.com/a/b")]
+
+
+def test_remove_deletes_bodies_and_empty_folders_only(tmp_path: Path) -> None:
+    """--fresh removes the listed bodies and folders left empty; never anything outside the
+    output folder, never a folder that still holds something else."""
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep")
+    root = tmp_path / "out"
+    with Storage(root) as storage:
+        paths = []
+        for url in ("http://ex.com/a/one.html", "http://ex.com/b/two.html"):
+            body = storage.open_body()
+            body.write(b"x")
+            paths.append(storage.commit(body, url).path)
+        (root / "ex.com" / "b" / "mine.txt").write_text("user file")
+        assert storage.remove([*paths, "../precious.txt", "ex.com/gone.html"]) == 2
+    assert outside.read_text() == "keep"
+    assert not (root / "ex.com" / "a").exists()
+    assert (root / "ex.com" / "b" / "mine.txt").exists()
+    assert not (root / "ex.com" / "b" / "two.html").exists()
