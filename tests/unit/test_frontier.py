@@ -206,3 +206,20 @@ def test_status_reads_a_locked_state_without_the_lock(tmp_path: Path) -> None:
     with pytest.raises(StateError, match="no crawl state"):
         read_status(tmp_path / "elsewhere")
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_recrawl_leaves_trapped_urls_alone(tmp_path: Path) -> None:
+    """A recrawl queues fetched URLs again with a fresh retry budget, never trapped ones."""
+    with SqliteFrontier(tmp_path) as f:
+        f.add([CrawlRequest("http://a.org/", "a.org", 0)])
+        (r,) = f.lease("a.org", 5, 0.0)
+        f.retry(r, not_before=0.0)
+        (r,) = f.lease("a.org", 5, 0.0)
+        assert r.attempts == 1
+        trap = CrawlRequest("http://a.org/x/x/x/x", "a.org", 1)
+        trapped = PageRecord(trap.url, trap.url, Outcome.TRAP, 1, error="repeats", attempts=0)
+        f.settle(r, PageRecord(r.url, r.url, Outcome.OK, 0), [], [(trap, trapped)])
+        assert f.begin_recrawl() == 1
+        (again,) = f.lease("a.org", 5, 0.0)
+        assert again.url == "http://a.org/"
+        assert again.attempts == 0
