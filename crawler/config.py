@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -30,6 +31,7 @@ from crawler.errors import ConfigError
 
 __all__ = [
     "AuthConfig",
+    "DownloadConfig",
     "ExtractConfig",
     "HttpConfig",
     "JobConfig",
@@ -186,6 +188,27 @@ class OutputConfig(_Model):
     """``mirror``: ``host/path``; ``flat``: ``host/<sha256 of URL>`` plus the path's suffix."""
 
 
+class DownloadConfig(_Model):
+    """Bulk downloads (``crawler fetch``, or a job with ``follow: false``).
+
+    A file is not a page: by default there is no size cap and no total deadline, only an idle
+    timeout, and an interrupted file is resumed with ``Range`` + ``If-Range``.
+    """
+
+    max_bytes: PositiveInt | None = None
+    """Cap on one file's size (None: no cap); a larger file is recorded as ``too_large``."""
+    max_time_s: PositiveFloat | None = None
+    """Total deadline for one file, all attempts of this run together (None: none)."""
+    idle_timeout_s: PositiveFloat = 60.0
+    """A file that receives no byte for this long is cut off (``timeout``; its partial kept)."""
+    attempts: PositiveInt = 3
+    """Tries per file within one run; each retry resumes the partial file where it can."""
+    content_disposition: bool = False
+    """Name files from the Content-Disposition header (sanitized) instead of the URL path."""
+    chunk_bytes: PositiveInt = 1 << 20
+    """Write buffer per file; larger buffers mean fewer system calls."""
+
+
 class LoggingConfig(_Model):
     """Log output."""
 
@@ -210,6 +233,11 @@ class JobConfig(_Model):
     extract: ExtractConfig = ExtractConfig()
     output: OutputConfig = OutputConfig()
     logging: LoggingConfig = LoggingConfig()
+    follow: bool = True
+    """Follow links (a crawl). False: download exactly the seeds (``crawler fetch`` semantics;
+    ``seeds_file`` may then carry ``sha256=HEX`` and a file name per line)."""
+    download: DownloadConfig = DownloadConfig()
+    """Bulk download settings (used when ``follow`` is false and by ``crawler fetch``)."""
 
     @field_validator("seeds")
     @classmethod
@@ -221,7 +249,9 @@ class JobConfig(_Model):
         return value
 
     @model_validator(mode="after")
-    def _has_seeds(self) -> JobConfig:
+    def _has_seeds(self, info: ValidationInfo) -> JobConfig:
+        if info.context and info.context.get("seeds_optional"):
+            return self  # ``crawler fetch --job``: the URL list comes from the command line
         if not self.seeds and self.seeds_file is None:
             raise ValueError("the job needs seeds or seeds_file")
         return self
@@ -300,10 +330,17 @@ def _format_error(source: str, root: yaml.Node | None, exc: ValidationError) -> 
 
 
 def job_from_mapping(
-    data: Any, *, source: str = "<job>", base_dir: Path | None = None, root: yaml.Node | None = None
+    data: Any,
+    *,
+    source: str = "<job>",
+    base_dir: Path | None = None,
+    root: yaml.Node | None = None,
+    seeds_optional: bool = False,
 ) -> JobConfig:
     """Validate a parsed job; relative paths are resolved against ``base_dir``.
 
+    ``seeds_optional``: the job only supplies settings (``crawler fetch --job``). A job with
+    ``follow: false`` keeps ``seeds_file`` unread: the download list parser reads it.
     Raises ConfigError with one line: ``SOURCE[:LINE]: yaml.path: problem``.
     """
     if data is None:
@@ -311,7 +348,7 @@ def job_from_mapping(
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the job must be a YAML mapping, not {type(data).__name__}")
     try:
-        job = JobConfig.model_validate(data)
+        job = JobConfig.model_validate(data, context={"seeds_optional": seeds_optional})
     except ValidationError as exc:
         raise ConfigError(_format_error(source, root, exc)) from None
     if base_dir is not None:
@@ -320,6 +357,10 @@ def job_from_mapping(
         _check_auth_env(job.http.auth, source)
     if job.http.ca_bundle is not None and not job.http.ca_bundle.is_file():
         raise ConfigError(f"{source}: http.ca_bundle: no such file: {job.http.ca_bundle}")
+    if not job.follow or seeds_optional:
+        if job.seeds_file is not None and not job.seeds_file.is_file():
+            raise ConfigError(f"{source}: seeds_file: no such file: {job.seeds_file}")
+        return job
     if job.seeds_file is not None:
         seeds = (*job.seeds, *read_seeds_file(job.seeds_file))
         job = job.model_copy(update={"seeds": tuple(dict.fromkeys(seeds))})
@@ -348,8 +389,10 @@ def _check_auth_env(auth: AuthConfig, source: str) -> None:
             raise ConfigError(f"{source}: http.auth: environment variable {name} is not set")
 
 
-def load_job(path: Path) -> JobConfig:
+def load_job(path: Path, *, seeds_optional: bool = False) -> JobConfig:
     """Read, parse and validate a job file. Relative paths are relative to the file's folder.
+
+    ``seeds_optional``: see :func:`job_from_mapping`.
 
     Raises ConfigError (one line naming the file, line, YAML path and problem).
     """
@@ -365,4 +408,6 @@ def load_job(path: Path) -> JobConfig:
         at = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{at}: invalid YAML: {problem}") from None
-    return job_from_mapping(data, source=str(path), base_dir=path.parent, root=root)
+    return job_from_mapping(
+        data, source=str(path), base_dir=path.parent, root=root, seeds_optional=seeds_optional
+    )

@@ -115,7 +115,11 @@ def classify(exc: Exception) -> tuple[Outcome, str]:
 
 
 class Fetcher:
-    """Owns the crawl's AsyncClient. Use as ``async with Fetcher(job) as fetcher``."""
+    """Owns the crawl's AsyncClient. Use as ``async with Fetcher(job) as fetcher``.
+
+    ``download=True`` applies the job's ``download`` limits (no size cap or total deadline by
+    default; an idle timeout per stream) instead of the page limits.
+    """
 
     def __init__(
         self,
@@ -123,15 +127,23 @@ class Fetcher:
         *,
         environ: Mapping[str, str] | None = None,
         client: httpx2.AsyncClient | None = None,
+        download: bool = False,
     ) -> None:
         self._client = client if client is not None else build_client(job)
         self._auth = _auth_headers(job, os.environ if environ is None else environ)
-        self._max_bytes = job.limits.max_bytes
-        self._deadline = job.limits.request_timeout_s
+        self._max_bytes: int | None = job.limits.max_bytes
+        self._deadline: float | None = job.limits.request_timeout_s
+        self._idle: float | None = None
+        if download:
+            # A file is not a page: no cap and no total deadline unless asked, but a stream
+            # that goes quiet is cut (per stream, so it also works on a busy HTTP/2 connection).
+            self._max_bytes = job.download.max_bytes
+            self._deadline = job.download.max_time_s
+            self._idle = job.download.idle_timeout_s
         self.requests = 0
 
     def __repr__(self) -> str:
-        return f"<Fetcher requests={self.requests} max_bytes={self._max_bytes}>"
+        return f"<Fetcher requests={self.requests} max_bytes={self._max_bytes}>"  # None: no cap
 
     async def __aenter__(self) -> Self:
         await self._client.__aenter__()
@@ -150,9 +162,14 @@ class Fetcher:
         *,
         send_auth: bool = False,
         headers: Mapping[str, str] | None = None,
+        on_response: Callable[[int, Mapping[str, str]], bool] | None = None,
     ) -> FetchResult:
         """GET ``url``; a 2xx body is streamed into ``open_sink()`` (called at most once).
 
+        ``headers`` are added to this request only (e.g. ``Range`` / ``If-Range``).
+        ``on_response(status, headers)`` is called for a 2xx response before its body is read
+        (header names lower-case); when it returns False the body is not read, ``open_sink``
+        is not called and the outcome is OK (the caller knows why it declined).
         Never raises for anything the network or server does: the result's outcome says what
         happened. When the outcome is not OK, whatever went into the sink must not be kept.
         """
@@ -170,7 +187,7 @@ class Fetcher:
                     status = response.status_code
                     version = response.http_version
                     ctype = response.headers.get("content-type")
-                    result = await self._read(response, open_sink, started)
+                    result = await self._read(response, open_sink, started, on_response)
         except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome value
             outcome, message = classify(exc)
             return FetchResult(
@@ -184,7 +201,11 @@ class Fetcher:
         return result
 
     async def _read(
-        self, response: httpx2.Response, open_sink: Callable[[], BodySink], started: float
+        self,
+        response: httpx2.Response,
+        open_sink: Callable[[], BodySink],
+        started: float,
+        on_response: Callable[[int, Mapping[str, str]], bool] | None = None,
     ) -> FetchResult:
         status = response.status_code
 
@@ -209,17 +230,42 @@ class Fetcher:
             return result(Outcome.HTTP_ERROR, error=f"HTTP {status}")
         declared = response.headers.get("content-length", "")
         identity = "content-encoding" not in response.headers
-        if identity and declared.isdigit() and int(declared) > self._max_bytes:
-            return result(
-                Outcome.TOO_LARGE, error=f"Content-Length {declared} > max_bytes {self._max_bytes}"
-            )
+        cap = self._max_bytes
+        if cap is not None and identity and declared.isdigit() and int(declared) > cap:
+            return result(Outcome.TOO_LARGE, error=f"Content-Length {declared} > max_bytes {cap}")
+        if on_response is not None and not on_response(status, response.headers):
+            return result(Outcome.OK)
         sink = open_sink()
+        if self._idle is not None:
+            return await self._read_idle(response, sink, result, self._idle)
         size = 0
         # httpx2's decoders yield at most 1 MiB per piece, so the cap is checked before a
         # piece is written and memory stays at one piece whatever the compression ratio.
         async for chunk in response.aiter_bytes():
             size += len(chunk)
-            if size > self._max_bytes:
-                return result(Outcome.TOO_LARGE, error=f"body exceeds max_bytes {self._max_bytes}")
+            if cap is not None and size > cap:
+                return result(Outcome.TOO_LARGE, error=f"body exceeds max_bytes {cap}")
             sink.write(chunk)
+        return result(Outcome.OK)
+
+    async def _read_idle(
+        self,
+        response: httpx2.Response,
+        sink: BodySink,
+        result: Callable[..., FetchResult],
+        idle: float,
+    ) -> FetchResult:
+        """The body loop of a download: one cancel scope whose deadline moves with each chunk
+        (cheaper than a timeout per chunk), optional cap."""
+        cap = self._max_bytes
+        size = 0
+        with anyio.CancelScope(deadline=anyio.current_time() + idle) as quiet:
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if cap is not None and size > cap:
+                    return result(Outcome.TOO_LARGE, error=f"body exceeds max_bytes {cap}")
+                sink.write(chunk)
+                quiet.deadline = anyio.current_time() + idle
+        if quiet.cancelled_caught:
+            return result(Outcome.TIMEOUT, error=f"no data for {idle:g} s")
         return result(Outcome.OK)

@@ -39,6 +39,7 @@ class Outcome(enum.StrEnum):
     TOO_LARGE = "too_large"
     INVALID_URL = "invalid_url"
     STORAGE = "storage"  # the body could not be written (disk full, permissions)
+    CHECKSUM_MISMATCH = "checksum_mismatch"  # a download's sha256 differs: kept aside, not done
 
 
 @dataclass(frozen=True, slots=True)
