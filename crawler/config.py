@@ -198,7 +198,7 @@ class DownloadConfig(_Model):
     max_bytes: PositiveInt | None = None
     """Cap on one file's size (None: no cap); a larger file is recorded as ``too_large``."""
     max_time_s: PositiveFloat | None = None
-    """Total deadline for one file, all attempts of this run together (None: none)."""
+    """Total deadline for one request, headers and body (None: none)."""
     idle_timeout_s: PositiveFloat = 60.0
     """A file that receives no byte for this long is cut off (``timeout``; its partial kept)."""
     attempts: PositiveInt = 3
