@@ -11,6 +11,7 @@ STAGES = {"frontier", "scheduler", "fetcher", "storage", "extract"}
 # library -> the only modules allowed to import it
 OWNERS = {
     "httpx2": {"fetcher"},
+    "httpcore2": {"fetcher"},
     "httpx": set(),
     "selectolax": {"extract"},
     "yaml": {"config"},
