@@ -188,6 +188,8 @@ class _Download:
                 record = await self.attempt(url, attempt)
                 if record is not None:
                     break
+        except OSError as exc:  # the partial file could not be read, created or removed
+            record = self._record(url, url, FetchResult(Outcome.STORAGE), Outcome.STORAGE, str(exc))
         finally:
             writer = self.active.pop(url, None)
             if writer is not None:  # cancelled mid-body: the bytes stay as the partial file
@@ -399,7 +401,7 @@ class _Download:
         active = tuple(ActiveFile(self._name(u), w.size, w.total) for u, w in self.active.items())
         live = sum(w.size - w.start for w in self.active.values())
         return DownloadProgress(
-            files_done=self.total - self.frontier.statistics().outstanding - c.failed,
+            files_done=max(0, self.total - self.frontier.statistics().outstanding - c.failed),
             files_failed=c.failed,
             files_total=self.total,
             bytes=c.finished_bytes + live,

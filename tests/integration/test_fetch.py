@@ -250,6 +250,24 @@ async def test_416_when_the_partial_is_complete(
     assert final_files(job) == {"small.txt": SMALL}
 
 
+async def test_unplaceable_file_is_a_storage_outcome_then_completes(
+    server: LiveServer, tmp_path: Path, tls_files: TlsFiles
+) -> None:
+    """A folder in the way of the final name: outcome storage, the complete file stays partial;
+    once the folder is gone the re-run finishes it from the partial (a 416, no body resent)."""
+    app = app_of(server)
+    job = make_job(tmp_path, tls_files)
+    (job.output.dir / "small.txt").mkdir(parents=True)
+    first = await download(job, [server.url("/f/small.txt")])
+    assert manifest(job)["f/small.txt"]["outcome"] == "storage"
+    assert first.exit_code == 1
+    (job.output.dir / "small.txt").rmdir()
+    second = await download(job, [server.url("/f/small.txt")])
+    assert second.exit_code == 0
+    assert [h.status for h in app.hits_for("small.txt")] == [200, 416]
+    assert final_files(job) == {"small.txt": SMALL}
+
+
 async def test_weak_etag_partial_is_fetched_whole(
     server: LiveServer, tmp_path: Path, tls_files: TlsFiles
 ) -> None:
