@@ -1,4 +1,5 @@
-"""The command line: ``crawler crawl``, ``crawler validate``, ``crawler status``, ``crawler bench``.
+"""The command line: ``crawler crawl``, ``crawler fetch``, ``crawler validate``, ``crawler status``,
+``crawler bench``.
 
 Owns: argument parsing (typer), turning errors into one line on stderr and an exit code, the
 progress display (rich, on a terminal only) and the end-of-run summary. Exit codes: 0 the crawl
@@ -25,14 +26,26 @@ from typing import Annotated, Any, TypeVar
 import anyio
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from crawler import logconfig
 from crawler.config import JobConfig, env_overrides, job_from_mapping, load_job
+from crawler.download import DownloadProgress, DownloadSummary, run_download
 from crawler.engine import CrawlProgress, CrawlSummary, run_crawl
 from crawler.errors import ConfigError, CrawlerError, StateError
 from crawler.frontier import StateStatus, read_status
+from crawler.urllist import ListEntry, ListProblem, parse_checksums, parse_url_list
 
 __all__ = ["app", "main"]
 
@@ -53,14 +66,14 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _run_async(fn: Callable[[], Awaitable[T]]) -> T:
-    """Run on anyio's asyncio backend, with uvloop when it is installed."""
+def _run_async(fn: Callable[[], Awaitable[T]], *, uvloop: bool = True) -> T:
+    """Run on anyio's asyncio backend, with uvloop when it is installed (and wanted)."""
     try:
-        import uvloop  # noqa: F401
+        import uvloop as _  # noqa: F401
     except ImportError:
         options: dict[str, Any] = {}
     else:
-        options = {"use_uvloop": True}
+        options = {"use_uvloop": uvloop}
     return anyio.run(fn, backend="asyncio", backend_options=options)
 
 
@@ -194,6 +207,10 @@ def crawl(
     except ConfigError as exc:
         raise _fail(str(exc), 2) from None
     _check_output_dir(job.output.dir)
+    if not job.follow:
+        if fresh or recrawl:
+            raise _fail("--fresh and --recrawl are for crawls that follow links", 2)
+        _fetch_job(job, *_job_entries(job), None, progress)
     if fresh:
         _confirm_fresh(job.output.dir, yes)
     summary = _crawl(
@@ -354,6 +371,193 @@ def bench(
     )
     if ok != pages:
         raise _fail(f"bench crawl incomplete: {ok} of {pages} pages", 1)
+
+
+# -- crawler fetch ------------------------------------------------------------------------
+
+_LARGE_FILE = 8 * 1024 * 1024  # files at least this big (or of unknown size) get their own line
+
+
+@contextmanager
+def _download_display(enabled: bool) -> Iterator[Callable[[DownloadProgress], None] | None]:
+    if not enabled:
+        yield None
+        return
+    progress = Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        TextColumn("{task.fields[detail]}", markup=False),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+    overall = progress.add_task("files", total=None, detail="")
+    lines: dict[str, TaskID] = {}
+
+    def update(p: DownloadProgress) -> None:
+        # The overall line: bytes and rate from rich, files and a files-based ETA as text.
+        settled = p.files_done + p.files_failed
+        left = p.files_total - settled
+        eta = f"  ETA {p.elapsed_s / settled * left:,.0f} s" if settled and left else ""
+        progress.update(
+            overall,
+            completed=p.bytes,
+            detail=f"{p.files_done}/{p.files_total} files  {p.files_failed} failed{eta}",
+        )
+        large = {a.name: a for a in p.active if a.total is None or a.total >= _LARGE_FILE}
+        for name in list(lines):
+            if name not in large:
+                progress.remove_task(lines.pop(name))
+        for name, a in large.items():
+            if name not in lines:
+                lines[name] = progress.add_task(f"  {name[:40]}", total=a.total, detail="")
+            progress.update(lines[name], completed=a.bytes, total=a.total)
+
+    with progress:
+        yield update
+
+
+def _print_download_summary(summary: DownloadSummary, problems: list[ListProblem]) -> None:
+    table = Table(title=f"fetch {summary.name!r}", show_header=False, box=None)
+    table.add_row("files done now", f"{summary.ok:,} of {summary.files:,} settled")
+    table.add_row("already done", f"{summary.already_done:,}")
+    table.add_row("bytes", f"{summary.bytes:,}")
+    table.add_row("elapsed", f"{summary.elapsed_s:.2f} s")
+    table.add_row("rate", f"{summary.mb_per_s:,.1f} MB/s")
+    for kind, n in sorted(summary.outcomes.items()):
+        table.add_row(f"outcome {kind}", f"{n:,}")
+    for version, n in sorted(summary.http_versions.items()):
+        table.add_row(f"via {version}", f"{n:,}")
+    if problems:
+        table.add_row("bad list lines", f"{len(problems):,} (skipped)")
+    table.add_row("left in queue", f"{summary.queued_left:,}")
+    table.add_row("manifest", str(summary.manifest))
+    if summary.stopped_by:
+        table.add_row("stopped by", f"{summary.stopped_by} (re-run the same command to resume)")
+    out.print(table)
+    for f in summary.failures:
+        out.print(f"failed: {f.url}: {f.outcome}: {f.error}", highlight=False, soft_wrap=True)
+    for p in problems:
+        out.print(f"skipped: {p}", highlight=False, soft_wrap=True)
+
+
+def _read_lines(path: Path, what: str) -> list[str]:
+    try:
+        if str(path) == "-":
+            return sys.stdin.read().splitlines()
+        return path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"{path}: cannot read {what}: {exc}", 2) from None
+
+
+def _job_entries(job: JobConfig) -> tuple[list[ListEntry], list[ListProblem]]:
+    """A ``follow: false`` job's download list: inline seeds, then its seeds_file."""
+    inline = parse_url_list(job.seeds, "seeds")
+    entries = {e.url: e for e in inline.entries}
+    problems = list(inline.problems)
+    if job.seeds_file is not None:
+        listed = parse_url_list(_read_lines(job.seeds_file, "seeds file"), str(job.seeds_file))
+        for e in listed.entries:
+            entries.setdefault(e.url, e)
+        problems += listed.problems
+    return list(entries.values()), problems
+
+
+def _fetch_job(
+    job: JobConfig,
+    entries: list[ListEntry],
+    problems: list[ListProblem],
+    checksums_file: Path | None,
+    progress: bool | None,
+) -> None:
+    """Run the download pipeline, print the summary and exit: 0 all ok, 1 any failed or any
+    list line skipped, 130 / 143 on a signal."""
+    checksums: dict[str, str] = {}
+    if checksums_file is not None:
+        lines = _read_lines(checksums_file, "checksums file")
+        checksums, bad = parse_checksums(lines, str(checksums_file))
+        problems = [*problems, *bad]
+    for p in problems:
+        err.print(str(p), highlight=False, soft_wrap=True, markup=False)
+    logconfig.configure(job.logging.level, job.logging.format)
+    show = err.is_terminal if progress is None else progress
+    with _download_display(show) as on_progress:
+
+        async def go() -> DownloadSummary:
+            return await run_download(job, entries, checksums=checksums, on_progress=on_progress)
+
+        try:
+            # Bulk downloads run on the stdlib loop: with uvloop, 16 streaming connections
+            # held ~55 MB more resident memory for the same MB/s (bench/fetch_bench.sh).
+            summary = _run_async(go, uvloop=False)
+        except ConfigError as exc:
+            raise _fail(str(exc), 2) from None
+        except CrawlerError as exc:
+            raise _fail(str(exc), 1) from None
+    _print_download_summary(summary, problems)
+    code = summary.exit_code
+    raise typer.Exit(1 if code == 0 and problems else code)
+
+
+@app.command()
+def fetch(
+    urls_file: Annotated[
+        Path,
+        typer.Argument(
+            help="URL list: URL [sha256=HEX] [NAME] per line, # comments; - for stdin.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Output folder (default ./out).")
+    ] = None,
+    job_file: Annotated[
+        Path | None,
+        typer.Option("--job", help="A job YAML for politeness, limits and HTTP settings."),
+    ] = None,
+    checksums: Annotated[
+        Path | None, typer.Option(help="A SHA256SUMS file (HEX  NAME) to verify files by name.")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Downloads in flight, overall and per host.", min=1)
+    ] = None,
+    content_disposition: Annotated[
+        bool, typer.Option(help="Name files from the server's Content-Disposition header.")
+    ] = False,
+    log_level: Annotated[
+        str | None, typer.Option(help="debug, info, warning or error (overrides the job).")
+    ] = None,
+    progress: Annotated[
+        bool | None, typer.Option(help="Progress display (default: on a terminal).")
+    ] = None,
+) -> None:
+    """Download a list of URLs: resumable (Range + If-Range), verified, never a partial file
+    under a final name. Re-run to resume. Exit 0 when all succeeded, 1 when any failed."""
+    try:
+        if job_file is not None:
+            job = load_job(job_file, seeds_optional=True)
+        else:
+            job = job_from_mapping({"name": "fetch"}, source="command line", seeds_optional=True)
+        data = job.model_dump(mode="python")
+        data["seeds"], data["seeds_file"], data["follow"] = [], None, False
+        if output is not None:
+            data["output"]["dir"] = output
+        if concurrency is not None:
+            data["limits"]["concurrency"] = concurrency
+            data["limits"]["per_host"]["concurrency"] = concurrency
+        if log_level is not None:
+            data["logging"]["level"] = log_level
+        if content_disposition:
+            data["download"]["content_disposition"] = True
+        job = job_from_mapping(data, source="command line", seeds_optional=True)
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    listed = parse_url_list(_read_lines(urls_file, "URL list"), str(urls_file))
+    if not listed.entries and not listed.problems:
+        raise _fail(f"{urls_file}: no URLs in the list", 2)
+    _fetch_job(job, list(listed.entries), list(listed.problems), checksums, progress)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -37,6 +38,7 @@ from crawler.errors import ConfigError
 __all__ = [
     "ENV_PREFIX",
     "AuthConfig",
+    "DownloadConfig",
     "EnvOverride",
     "ExtractConfig",
     "HttpConfig",
@@ -257,6 +259,27 @@ class OutputConfig(_Model):
     commit), so a machine crash or power loss loses no page reported done."""
 
 
+class DownloadConfig(_Model):
+    """Bulk downloads (``crawler fetch``, or a job with ``follow: false``).
+
+    A file is not a page: by default there is no size cap and no total deadline, only an idle
+    timeout, and an interrupted file is resumed with ``Range`` + ``If-Range``.
+    """
+
+    max_bytes: PositiveInt | None = None
+    """Cap on one file's size (None: no cap); a larger file is recorded as ``too_large``."""
+    max_time_s: PositiveFloat | None = None
+    """Total deadline for one request, headers and body (None: none)."""
+    idle_timeout_s: PositiveFloat = 60.0
+    """A file that receives no byte for this long is cut off (``timeout``; its partial kept)."""
+    attempts: PositiveInt = 3
+    """Tries per file within one run; each retry resumes the partial file where it can."""
+    content_disposition: bool = False
+    """Name files from the Content-Disposition header (sanitized) instead of the URL path."""
+    chunk_bytes: PositiveInt = 1 << 20
+    """Write buffer per file; larger buffers mean fewer system calls."""
+
+
 class LoggingConfig(_Model):
     """Log output."""
 
@@ -285,6 +308,11 @@ class JobConfig(_Model):
     extract: ExtractConfig = ExtractConfig()
     output: OutputConfig = OutputConfig()
     logging: LoggingConfig = LoggingConfig()
+    follow: bool = True
+    """Follow links (a crawl). False: download exactly the seeds (``crawler fetch`` semantics;
+    ``seeds_file`` may then carry ``sha256=HEX`` and a file name per line)."""
+    download: DownloadConfig = DownloadConfig()
+    """Bulk download settings (used when ``follow`` is false and by ``crawler fetch``)."""
 
     @field_validator("seeds")
     @classmethod
@@ -296,7 +324,9 @@ class JobConfig(_Model):
         return value
 
     @model_validator(mode="after")
-    def _has_seeds(self) -> JobConfig:
+    def _has_seeds(self, info: ValidationInfo) -> JobConfig:
+        if info.context and info.context.get("seeds_optional"):
+            return self  # ``crawler fetch --job``: the URL list comes from the command line
         if not self.seeds and self.seeds_file is None:
             raise ValueError("the job needs seeds or seeds_file")
         return self
@@ -420,10 +450,13 @@ def job_from_mapping(
     base_dir: Path | None = None,
     root: yaml.Node | None = None,
     environ: Mapping[str, str] | None = None,
+    seeds_optional: bool = False,
 ) -> JobConfig:
     """Validate a parsed job; relative paths are resolved against ``base_dir``.
 
     With ``environ``, its ``CRAWLER_…`` variables override ``data`` (see :func:`env_overrides`).
+    ``seeds_optional``: the job only supplies settings (``crawler fetch --job``). A job with
+    ``follow: false`` keeps ``seeds_file`` unread: the download list parser reads it.
     Raises ConfigError with one line: ``SOURCE[:LINE]: yaml.path: problem``, or
     ``environment variable NAME: path: problem`` when the bad value came from the environment.
     """
@@ -435,7 +468,7 @@ def job_from_mapping(
     if env:
         data = _with_overrides(data, env)
     try:
-        job = JobConfig.model_validate(data)
+        job = JobConfig.model_validate(data, context={"seeds_optional": seeds_optional})
     except ValidationError as exc:
         raise ConfigError(_format_error(source, root, exc, env)) from None
     if base_dir is not None:
@@ -444,6 +477,10 @@ def job_from_mapping(
         _check_auth_env(job.http.auth, source, os.environ if environ is None else environ)
     if job.http.ca_bundle is not None and not job.http.ca_bundle.is_file():
         raise ConfigError(f"{source}: http.ca_bundle: no such file: {job.http.ca_bundle}")
+    if not job.follow or seeds_optional:
+        if job.seeds_file is not None and not job.seeds_file.is_file():
+            raise ConfigError(f"{source}: seeds_file: no such file: {job.seeds_file}")
+        return job
     if job.seeds_file is not None:
         # One streaming pass: every line checked (FILE:LINE), the hosts noted for the default
         # scope; the URLs themselves are streamed into the frontier when the crawl starts.
@@ -601,11 +638,14 @@ def _with_overrides(data: dict[str, Any], env: Sequence[EnvOverride]) -> dict[st
     return merged
 
 
-def load_job(path: Path, *, environ: Mapping[str, str] | None = None) -> JobConfig:
+def load_job(
+    path: Path, *, environ: Mapping[str, str] | None = None, seeds_optional: bool = False
+) -> JobConfig:
     """Read, parse and validate a job file. Relative paths are relative to the file's folder.
 
     ``CRAWLER_…`` variables in ``environ`` (default: the process environment) override the
     file's settings (:func:`env_overrides`); command-line flags are applied by the caller, above.
+    ``seeds_optional``: see :func:`job_from_mapping`.
     Raises ConfigError (one line naming the file, line, YAML path and problem, or the variable).
     """
     try:
@@ -626,4 +666,5 @@ def load_job(path: Path, *, environ: Mapping[str, str] | None = None) -> JobConf
         base_dir=path.parent,
         root=root,
         environ=os.environ if environ is None else environ,
+        seeds_optional=seeds_optional,
     )

@@ -456,6 +456,33 @@ class SqliteFrontier:
         self._by_depth.clear()
         self._hosts.clear()
 
+    def requeue_settled(self, urls: Iterable[str]) -> int:
+        """Put settled URLs back in the queue, their records dropped (a download re-run retries
+        what failed before). Returns how many were requeued; unknown or unsettled URLs are
+        left alone."""
+        db = self._conn
+        requeued: list[tuple[str, int]] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for url in urls:
+                row = db.execute(
+                    "UPDATE urls SET state=?, record=NULL, attempts=0, not_before=0 "
+                    "WHERE url=? AND state=? RETURNING host, depth",
+                    (_QUEUED, url, _DONE),
+                ).fetchone()
+                if row is not None:
+                    requeued.append((row[0], row[1]))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        for host, depth in requeued:
+            self._hosts.setdefault(host)
+            self._by_depth[depth] += 1
+        self._queued += len(requeued)
+        self._done -= len(requeued)
+        return len(requeued)
+
     # -- reading ---------------------------------------------------------------------------
 
     def records(self) -> Iterator[PageRecord]:

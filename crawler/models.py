@@ -44,6 +44,7 @@ class Outcome(enum.StrEnum):
     REDIRECT_LOOP = "redirect_loop"  # a redirect back to a URL of its own chain
     TRAP = "trap"  # a crawler-trap limit (URL length, path depth, repeats, pattern budget)
     NOT_MODIFIED = "not_modified"  # a recrawl's conditional GET got 304: the stored body is kept
+    CHECKSUM_MISMATCH = "checksum_mismatch"  # a download's sha256 differs: kept aside, not done
 
 
 class RequestKind(enum.IntEnum):

@@ -133,10 +133,6 @@ def commands() -> dict[str, Any]:
     return found
 
 
-def has_command(name: str) -> bool:
-    return name in commands()
-
-
 # --- the Dockerfile -----------------------------------------------------------------------------
 
 
@@ -212,14 +208,7 @@ def test_compose_file_validates_with_docker_compose() -> None:
     "name",
     [
         "crawler",
-        pytest.param(
-            "fetch",
-            marks=pytest.mark.xfail(
-                not has_command("fetch"),
-                reason="`crawler fetch` comes with issue 5's branch; this passes after the merge",
-                strict=True,
-            ),
-        ),
+        "fetch",
     ],
 )
 def test_compose_service_refers_to_things_that_exist(name: str, tmp_path: Path) -> None:

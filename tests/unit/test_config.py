@@ -79,3 +79,27 @@ def test_seeds_file_lines_are_checked(tmp_path: Path) -> None:
     (tmp_path / "urls.txt").write_text("http://a.org/x\nnot a url\n")
     with pytest.raises(ConfigError, match=r"urls.txt:2: 'not a url'"):
         load_job(write(tmp_path, "seeds_file: urls.txt\n"))
+
+
+def test_follow_false_keeps_the_seeds_file_for_the_download_list(tmp_path: Path) -> None:
+    """With follow: false the seeds file is not parsed as plain URLs (its lines may carry
+    sha256= and names, read by the download list parser); the download section has file
+    defaults (no cap, no total deadline)."""
+    (tmp_path / "list.txt").write_text(f"http://a.example/x sha256={'0' * 64} x.bin\n")
+    job = load_job(write(tmp_path, "seeds_file: list.txt\nfollow: false\n"))
+    assert job.seeds == ()
+    assert job.seeds_file == tmp_path / "list.txt"
+    assert job.download.max_bytes is None
+    assert job.download.max_time_s is None
+    with pytest.raises(ConfigError, match="seeds_file: no such file"):
+        load_job(write(tmp_path, "seeds_file: nope.txt\nfollow: false\n"))
+
+
+def test_settings_only_job_for_fetch(tmp_path: Path) -> None:
+    """crawler fetch --job: a job without seeds is fine when the list comes from elsewhere,
+    and still an error for a crawl."""
+    path = write(tmp_path, "limits: {concurrency: 3}\ndownload: {attempts: 5}\n")
+    job = load_job(path, seeds_optional=True)
+    assert (job.limits.concurrency, job.download.attempts) == (3, 5)
+    with pytest.raises(ConfigError, match="needs seeds"):
+        load_job(path)

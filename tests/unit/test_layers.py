@@ -11,6 +11,7 @@ STAGES = {"frontier", "scheduler", "fetcher", "storage", "extract"}
 # library -> the only modules allowed to import it
 OWNERS = {
     "httpx2": {"fetcher"},
+    "httpcore2": {"fetcher"},
     "httpx": set(),
     "selectolax": {"extract"},
     "yaml": {"config"},
@@ -67,3 +68,15 @@ def test_every_module_declares_all_and_a_docstring() -> None:
             if isinstance(t, ast.Name)
         }
         assert "__all__" in names, path.name
+
+
+# Modules that wire stages together: the crawl engine and the bulk-download pipeline.
+WIRING = {"engine", "download"}
+
+
+def test_only_wiring_modules_import_several_stages() -> None:
+    """engine.py and download.py are the only modules that know more than one stage."""
+    for path in PACKAGE.glob("*.py"):
+        used = {m.split(".")[1] for m in imports(path) if m.startswith("crawler.")} & STAGES
+        if len(used) > 1:
+            assert path.stem in WIRING, f"{path.name} wires {sorted(used)}"
