@@ -77,7 +77,7 @@ def frontier_child(n: int, folder: Path) -> None:
         started = time.perf_counter()
         handed = 0
         while f.outstanding:
-            for host in f.hosts():
+            for host in f.hosts(0):
                 batch = f.lease(host, 32, now=0)
                 with f.transaction():  # one commit per batch, as the group committer does
                     for r in batch:

@@ -20,12 +20,17 @@ extracted. One file's path:
    Cut short (network, timeout, a body shorter than its length): the partial stays, and the
    next attempt (``download.attempts`` per run, then the next run) resumes it.
 5. **Settle.** The frontier marks the URL done with its record; the manifest gets the line.
+   An answer that says "later" (``retries.statuses``: 429, 5xx) is not settled while
+   ``retries.attempts`` allows: the URL goes back to the frontier with a not-before time
+   (backoff with jitter, at least the ``Retry-After``, which also pauses the whole host), as in
+   a crawl. robots.txt is not consulted: a list of URLs is the user's own choice, not discovery.
 
 Must not: follow links, or change how a crawl runs (``engine`` owns that).
 """
 
 from __future__ import annotations
 
+import random
 import signal
 import time
 from collections import Counter
@@ -41,6 +46,7 @@ from crawler.fetcher import Fetcher
 from crawler.frontier import SqliteFrontier
 from crawler.models import CrawlRequest, FetchResult, Outcome, PageRecord
 from crawler.partials import PartialFiles, PartWriter
+from crawler.politeness import backoff_delay, parse_retry_after
 from crawler.resume import Action, Partial, Verdict, decide, range_headers, validators
 from crawler.scheduler import Scheduler
 from crawler.storage import Storage
@@ -160,6 +166,9 @@ class _Download:
             per_host_rate=job.limits.per_host.rate,
         )
         self.counters = _Counters()
+        self.rng = random.Random()  # noqa: S311 - jitter, not security
+        self.retry_statuses = frozenset(job.retries.statuses)
+        self.last: dict[str, FetchResult] = {}  # each URL's last answer, for Retry-After
         self.active: dict[str, PartWriter] = {}
         self.started = time.monotonic()
         self.stopped_by: str | None = None
@@ -203,10 +212,41 @@ class _Download:
                 Outcome.PROTOCOL,
                 f"gave up after {self.job.download.attempts} attempts (file kept changing)",
             )
+        last = self.last.pop(url, None)
+        if last is not None and self.retry_later(request, record, last):
+            return
         record = _with_elapsed(record, time.perf_counter() - started)
         self.frontier.settle(request, record, [])
         self.storage.append(record)
         self.count(record)
+
+    def retry_later(self, request: CrawlRequest, record: PageRecord, last: FetchResult) -> bool:
+        """A "come back later" answer (429, 5xx) with attempts left goes back to the frontier
+        with a not-before time; a Retry-After also pauses the host. True when it went back."""
+        if record.outcome is not Outcome.HTTP_ERROR or record.status not in self.retry_statuses:
+            return False
+        now = anyio.current_time()
+        pause = None
+        if record.status in (429, 503):
+            value = next((v for k, v in last.headers if k.lower() == "retry-after"), None)
+            pause = parse_retry_after(value, time.time())
+            if pause is not None:
+                pause = min(pause, self.job.retries.retry_after_max_s)
+                self.scheduler.pause(request.host, now + pause)
+        attempt = request.attempts + 1
+        if attempt >= self.job.retries.attempts:
+            return False
+        r = self.job.retries
+        delay = max(backoff_delay(attempt, r.backoff_base_s, r.backoff_max_s, self.rng), pause or 0)
+        self.frontier.retry(request, now + delay)
+        log.info(
+            "download.retry_later",
+            url=request.url,
+            status=record.status,
+            attempt=attempt,
+            delay_s=round(delay, 3),
+        )
+        return True
 
     async def _fetch(self, url: str, state: _Attempt) -> tuple[str, FetchResult]:
         """GET ``url`` following redirects (a download link often points elsewhere); returns
@@ -258,6 +298,7 @@ class _Download:
         partial = self.parts.load(url)
         state = _Attempt(partial, bool(range_headers(partial)))
         final_url, result = await self._fetch(url, state)
+        self.last[url] = result
         writer = self.active.pop(url, None)
         if writer is not None:
             writer.close()
@@ -298,7 +339,8 @@ class _Download:
                 log.info("download.retry", url=url, error=error, attempt=attempt)
                 return None
             return record(result.outcome, self._kept(url, error))
-        if result.outcome not in _TRANSIENT:
+        later = result.outcome is Outcome.HTTP_ERROR and result.status in self.retry_statuses
+        if result.outcome not in _TRANSIENT and not later:
             self.parts.drop(url)  # gone, refused or too large: a partial of it is worthless
         if result.outcome is Outcome.OK:
             return record(Outcome.PROTOCOL, "no body")

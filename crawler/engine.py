@@ -311,8 +311,7 @@ class _Crawl:
         return requests, refused
 
     def trap_record(self, request: CrawlRequest, reason: str) -> PageRecord:
-        self.counters.filtered["trap"] += 1
-        log.info("url.trap", url=request.url, reason=reason)
+        log.debug("url.trap", url=request.url, reason=reason)
         return PageRecord(
             url=request.url,
             final_url=request.url,
@@ -407,12 +406,12 @@ class _Crawl:
     def commit_batch(self, batch: list[_Settled]) -> None:
         """Settle a batch in one state transaction; then manifest lines and counts."""
         with self.frontier.transaction():
-            for s in batch:
-                self.frontier.settle(s.request, s.record, s.links, s.refused)
-        for s in batch:
+            trapped = [self.frontier.settle(s.request, s.record, s.links, s.refused) for s in batch]
+        for s, recorded in zip(batch, trapped, strict=True):
             self.storage.append(s.record)
-            for _, trapped in s.refused:
-                self.storage.append(trapped)
+            for record in recorded:  # only URLs recorded now: one manifest line per URL
+                self.storage.append(record)
+                self.counters.filtered["trap"] += 1
             self.count(s.record)
 
     def should_retry(self, request: CrawlRequest, result: FetchResult) -> bool:

@@ -156,7 +156,12 @@ class SqliteFrontier:
         self._queued = counts.get(_QUEUED, 0)
         self._done = counts.get(_DONE, 0)
         self._leased = 0
-        self._admitted = self._queued + self._done
+        # Trapped URLs were recorded, not admitted: they do not use up the page budget.
+        (trapped,) = db.execute(
+            "SELECT count(*) FROM urls WHERE state=? AND json_extract(record, '$.outcome')='trap'",
+            (_DONE,),
+        ).fetchone()
+        self._admitted = self._queued + self._done - trapped
         self._by_depth = Counter(
             dict(
                 db.execute(
@@ -339,11 +344,12 @@ class SqliteFrontier:
         record: PageRecord,
         links: Iterable[CrawlRequest],
         refused: Iterable[tuple[CrawlRequest, PageRecord]] = (),
-    ) -> int:
+    ) -> list[PageRecord]:
         """Mark a leased request done with its manifest record and admit the links it produced,
         in one transaction. ``refused`` are links recorded without being fetched (traps):
-        they are settled at once, with their records, unless already known; they do not count
-        against the page budget. Returns how many links were admitted.
+        settled at once with their records, unless the URL is already known; they do not count
+        against the page budget. Returns the refused records actually recorded (each URL's
+        only record: the manifest gets a line for these and no others).
         """
         db = self._conn
         payload = json.dumps(record.to_json_dict(), separators=(",", ":"))
@@ -351,22 +357,23 @@ class SqliteFrontier:
             db.execute(
                 "UPDATE urls SET state=?, record=? WHERE url=?", (_DONE, payload, request.url)
             )
-            admitted = self._insert(links)
-            before = db.total_changes
-            db.executemany(
-                "INSERT OR IGNORE INTO urls (url, host, depth, state, record) VALUES (?,?,?,?,?)",
-                [
-                    (r.url, r.host, r.depth, _DONE, json.dumps(rec.to_json_dict()))
-                    for r, rec in refused
-                ],
-            )
-            settled_now = db.total_changes - before
+            self._insert(links)
+            recorded = []
+            for r, rec in refused:
+                before = db.total_changes
+                db.execute(
+                    "INSERT OR IGNORE INTO urls (url, host, depth, state, record) "
+                    "VALUES (?,?,?,?,?)",
+                    (r.url, r.host, r.depth, _DONE, json.dumps(rec.to_json_dict())),
+                )
+                if db.total_changes > before:
+                    recorded.append(rec)
             faults.hit("in_commit")
-        self._done += settled_now
+        self._done += len(recorded)
         self._by_depth[request.depth] -= 1
         self._leased -= 1
         self._done += 1
-        return admitted
+        return recorded
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -422,7 +429,7 @@ class SqliteFrontier:
                 )
             ]
             n = db.execute(
-                f"UPDATE urls SET state=?, attempts=0 WHERE {fetched}",  # noqa: S608
+                f"UPDATE urls SET state=?, attempts=0, not_before=0 WHERE {fetched}",  # noqa: S608
                 (_QUEUED, _DONE),
             ).rowcount
             db.execute("INSERT INTO meta VALUES ('recrawl', '1')")

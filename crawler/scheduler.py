@@ -207,9 +207,12 @@ class Scheduler:
         return h
 
     def _forget_idle(self) -> None:
+        now = self._clock()
         for host in list(self._hosts)[: len(self._hosts) - self._max_hosts]:
             h = self._hosts[host]
-            if not h.window and h.in_flight == 0 and h.gate is not Gate.FETCHING:
+            idle = not h.window and h.in_flight == 0 and h.gate is not Gate.FETCHING
+            # A paused or blocked host is remembered: forgetting it would forget the wait.
+            if idle and h.gate is not Gate.BLOCKED and h.paused_until <= now:
                 del self._hosts[host]
 
     def _held(self, h: _Host, now: float) -> float | None:
@@ -316,8 +319,10 @@ class Scheduler:
             h.pacer.take(now, h.interval())
             return self._start(h, request)
         due = self._frontier.next_due()
-        if due is not None:
-            later(max(due, now))
+        if due is not None and due > now:
+            # (A retry already due waits for the next refill: a windowed host is either paced,
+            # which sets a wait, or at its concurrency, which a release ends.)
+            later(due)
         return soonest
 
     def _pop(self, h: _Host) -> CrawlRequest:

@@ -13,14 +13,16 @@ Paths (``NAME`` is a key of ``files``):
 ``cut[NAME] = n`` makes the next responses for NAME stop after ``n`` body bytes (the app
 raises: hypercorn drops an HTTP/1.1 connection, and leaves an HTTP/2 stream open, which the
 client's idle timeout ends); ``cuts_left[NAME]`` counts how many responses are cut (default 1).
-``stall[NAME] = n``: send ``n`` bytes then wait (bounded) instead of dying. Every request is
-logged as a :class:`Hit`.
+``stall[NAME] = n``: send ``n`` bytes then wait (bounded) instead of dying.
+``busy[NAME] = n``: the next ``n`` requests for NAME get 503 with ``Retry-After: busy_s``.
+Every request is logged as a :class:`Hit`.
 """
 
 from __future__ import annotations
 
 import email.utils
 import hashlib
+import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +39,7 @@ class Hit:
     if_range: str | None
     status: int
     http_version: str
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(eq=False)
@@ -46,6 +49,8 @@ class FileApp:
     cuts_left: dict[str, int] = field(default_factory=dict)
     stall: dict[str, int] = field(default_factory=dict)
     stall_s: float = 20.0
+    busy: dict[str, int] = field(default_factory=dict)
+    busy_s: int = 1
     hits: list[Hit] = field(default_factory=list)
     versions: dict[str, int] = field(default_factory=dict)
 
@@ -96,6 +101,11 @@ class FileApp:
 
         if name not in self.files:
             await start(404, [("content-length", "0")])
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if self.busy.get(name, 0) > 0:
+            self.busy[name] -= 1
+            await start(503, [("retry-after", str(self.busy_s)), ("content-length", "0")])
             await send({"type": "http.response.body", "body": b""})
             return
         if kind == "redirect":

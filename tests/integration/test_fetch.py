@@ -4,6 +4,7 @@ Range + If-Range, verified, and never a partial or corrupt file under a final na
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import signal
@@ -451,3 +452,29 @@ def test_cli_sigterm_keeps_the_partial_and_resumes(tmp_path: Path) -> None:
     ]
     assert len(app.hits_for("b.txt")) == 1
     assert (out / "big.bin").read_bytes() == BIG
+
+
+async def test_busy_server_is_retried_after_its_retry_after(
+    server: LiveServer, tmp_path: Path, tls_files: TlsFiles
+) -> None:
+    """503 + Retry-After: 1 twice, then the file: the URL goes back through the frontier and is
+    asked again no sooner than the server said, and is downloaded; a file that stays busy ends
+    as a recorded http_error after exactly retries.attempts requests."""
+    app = app_of(server)
+    app.busy["small.txt"] = 2
+    app.busy["big.bin"] = 10
+    job = make_job(tmp_path, tls_files)
+    job = job.model_copy(
+        update={"retries": job.retries.model_copy(update={"attempts": 3, "backoff_base_s": 0.05})}
+    )
+    summary = await download(job, [server.url("/f/small.txt"), server.url("/f/big.bin")])
+    hits = app.hits_for("small.txt")
+    assert [h.status for h in hits] == [503, 503, 200]
+    assert all(b.at - a.at >= 1.0 for a, b in itertools.pairwise(hits)), hits
+    records = manifest(job)
+    assert records["f/small.txt"]["outcome"] == "ok"
+    assert final_files(job)["small.txt"] == SMALL
+    assert records["f/big.bin"]["outcome"] == "http_error"
+    assert records["f/big.bin"]["status"] == 503
+    assert [h.status for h in app.hits_for("big.bin")] == [503, 503, 503]
+    assert summary.exit_code == 1

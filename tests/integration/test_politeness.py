@@ -82,7 +82,9 @@ class SiteApp:
 
 def manifest(job: JobConfig) -> dict[str, dict[str, Any]]:
     lines = (job.output.dir / "manifest.jsonl").read_text().splitlines()
-    return {r["url"]: r for r in map(json.loads, lines)}
+    records = [json.loads(line) for line in lines]
+    assert len(records) == len({r["url"] for r in records}), "one manifest line per URL"
+    return {r["url"]: r for r in records}
 
 
 def polite_job(make_job: Callable[..., JobConfig], seeds: list[str], **overrides: Any) -> JobConfig:
@@ -318,7 +320,7 @@ async def test_traps_are_cut_off_and_recorded(
 
     app = SiteApp(
         {"/": lambda *_: page("/cal?month=1", "/rel/")},
-        prefix={"/cal?month=": calendar, "/rel/": lambda *_: page("x/")},
+        prefix={"/cal?month=": calendar, "/rel/": lambda *_: page("x/", "/rel/x/x/x/x/")},
     )
     with LiveServer(app, tls_files) as server:
         job = polite_job(

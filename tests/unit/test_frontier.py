@@ -32,8 +32,9 @@ def test_page_budget_is_exact(tmp_path: Path) -> None:
     with SqliteFrontier(tmp_path, max_pages=5) as f:
         assert f.add([req(f"/{i}") for i in range(3)]) == 3
         (first,) = f.lease("a.org", 1, now=0)
-        assert f.settle(first, done(first), [req(f"/x{i}", 1) for i in range(10)]) == 2
+        f.settle(first, done(first), [req(f"/x{i}", 1) for i in range(10)])
         assert f.statistics().admitted == 5
+        assert f.statistics().queued == 4  # 2 of the 3 seeds + 2 of the 10 links
 
 
 def test_leases_are_breadth_first_and_hosts_round_robin(tmp_path: Path) -> None:
@@ -99,8 +100,9 @@ def test_retry_waits_for_not_before_and_counts_attempts(tmp_path: Path) -> None:
 
 
 def test_refused_links_are_recorded_not_queued(tmp_path: Path) -> None:
-    """Trap records settle with their page: done at once, in records(), never leased, and not
-    counted against the page budget; unknown() tells new URLs from known ones."""
+    """Trap records settle with their page: done at once, in records(), never leased, not
+    counted against the page budget (also after a reopen), recorded once however often they
+    are refused; unknown() tells new URLs from known ones."""
     from crawler.frontier import SqliteFrontier
     from crawler.models import Outcome, PageRecord
 
@@ -110,15 +112,21 @@ def test_refused_links_are_recorded_not_queued(tmp_path: Path) -> None:
         trap = CrawlRequest("http://a.org/x/x/x/x", "a.org", 1)
         trap_record = PageRecord(trap.url, trap.url, Outcome.TRAP, 1, error="repeats", attempts=0)
         page = PageRecord(r.url, r.url, Outcome.OK, 0)
-        admitted = f.settle(
+        recorded = f.settle(
             r, page, [CrawlRequest("http://a.org/b", "a.org", 1)], [(trap, trap_record)]
         )
-        assert admitted == 1
+        assert recorded == [trap_record]
         assert [rec.outcome for rec in f.records()] == [Outcome.OK, Outcome.TRAP]
         assert f.unknown(["http://a.org/b", "http://a.org/x/x/x/x", "http://a.org/new"]) == {
             "http://a.org/new"
         }
-        assert [q.url for q in f.lease("a.org", 5, 0.0)] == ["http://a.org/b"]
+        (b,) = f.lease("a.org", 5, 0.0)
+        assert b.url == "http://a.org/b"
+        assert f.settle(b, PageRecord(b.url, b.url, Outcome.OK, 1), [], [(trap, trap_record)]) == []
+        assert f.statistics().admitted == 2
+    with SqliteFrontier(tmp_path, max_pages=2) as f:
+        assert f.statistics().admitted == 2  # the trap row is not an admission
+        assert len(list(f.records())) == 3
 
 
 def test_settles_in_one_transaction_commit_together(tmp_path: Path) -> None:
@@ -223,3 +231,17 @@ def test_recrawl_leaves_trapped_urls_alone(tmp_path: Path) -> None:
         (again,) = f.lease("a.org", 5, 0.0)
         assert again.url == "http://a.org/"
         assert again.attempts == 0
+
+
+def test_recrawl_forgets_old_not_before_times(tmp_path: Path) -> None:
+    """A URL retried in an earlier run keeps no stale not-before time into a recrawl (its
+    clock may be another boot's): it is handed out at once."""
+    with SqliteFrontier(tmp_path) as f:
+        f.add([CrawlRequest("http://a.org/", "a.org", 0)])
+        (r,) = f.lease("a.org", 5, 0.0)
+        f.retry(r, not_before=1e12)
+        (r,) = f.lease("a.org", 5, 1e12)
+        f.settle(r, PageRecord(r.url, r.url, Outcome.OK, 0), [])
+        assert f.begin_recrawl() == 1
+        assert f.hosts(0.0) == ["a.org"]
+        assert [q.url for q in f.lease("a.org", 5, 0.0)] == ["http://a.org/"]

@@ -200,3 +200,36 @@ def test_delayed_retry_sets_the_wait() -> None:
     frontier.leased = 1  # the retried URL is still outstanding
     s = Scheduler(frontier, concurrency=4, per_host_concurrency=2, per_host_rate=10.0)
     assert s.pick_nowait(5.0) == pytest.approx(2.5)
+
+
+def test_a_retry_already_due_never_means_wait_zero() -> None:
+    """With the window full of paced hosts, a retry that is already due does not make workers
+    spin (a zero wait): the wait is the pacing's."""
+    frontier = FakeFrontier({"a": 10})
+    frontier.next_due = lambda: 1.0  # type: ignore[method-assign]
+    s = Scheduler(frontier, concurrency=1, per_host_concurrency=1, per_host_rate=0.5)
+    first = s.pick_nowait(5.0)
+    assert isinstance(first, CrawlRequest)
+    s.release(first)
+    assert s.pick_nowait(5.1) == pytest.approx(1.9)  # paced: 2 s spacing, not 0
+
+
+def test_paused_hosts_are_not_forgotten() -> None:
+    """Beyond max_hosts idle hosts are forgotten, but not one that is paused."""
+    frontier = FakeFrontier({})
+    s = Scheduler(
+        frontier,
+        concurrency=4,
+        per_host_concurrency=1,
+        per_host_rate=10.0,
+        max_hosts=2,
+        clock=lambda: 10.0,
+    )
+    s.pause("p", until=50.0)
+    s.set_rules("a", None, crawl_delay_s=0.0, until=1e9)
+    s.set_rules("b", None, crawl_delay_s=0.0, until=1e9)
+    s.set_rules("c", None, crawl_delay_s=0.0, until=1e9)
+    stats = s.host_statistics("p")
+    assert stats is not None
+    assert stats.paused_until == 50.0
+    assert s.host_statistics("a") is None  # an idle one was forgotten instead
