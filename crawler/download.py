@@ -31,7 +31,6 @@ Must not: follow links, or change how a crawl runs (``engine`` owns that).
 from __future__ import annotations
 
 import random
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -48,6 +47,7 @@ from crawler.models import CrawlRequest, FetchResult, Outcome, PageRecord
 from crawler.partials import PartialFiles, PartWriter
 from crawler.politeness import backoff_delay, parse_retry_after
 from crawler.resume import Action, Partial, Verdict, decide, range_headers, validators
+from crawler.runner import SIGNAL_EXIT, run_workers
 from crawler.scheduler import Scheduler
 from crawler.storage import Storage
 from crawler.urllist import ListEntry, assign_names, disposition_name
@@ -57,7 +57,6 @@ __all__ = ["ActiveFile", "DownloadProgress", "DownloadSummary", "Failure", "run_
 
 log = structlog.get_logger()
 
-_SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 # Failures after which the partial file is worth keeping: the next attempt resumes it.
 _TRANSIENT = frozenset({Outcome.NETWORK, Outcome.PROTOCOL, Outcome.TIMEOUT})
 
@@ -451,17 +450,6 @@ class _Download:
             active=active,
         )
 
-    async def watch_signals(self, workers: anyio.CancelScope, grace_s: float) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                if self.stopped_by is None:
-                    self.stopped_by = signal.Signals(signum).name
-                    log.warning("download.stopping", signal=self.stopped_by, grace_s=grace_s)
-                    self.scheduler.stop()
-                    workers.deadline = min(workers.deadline, anyio.current_time() + grace_s)
-                else:
-                    workers.cancel()
-
 
 def _with_elapsed(record: PageRecord, elapsed_s: float) -> PageRecord:
     d = record.to_json_dict()
@@ -520,7 +508,16 @@ async def run_download(
                 run = _Download(
                     job, storage, frontier, fetcher, parts, names, expected, len(listed)
                 )
-                await _run_workers(run, on_progress, progress_interval_s, handle_signals)
+                run.stopped_by = await run_workers(
+                    run.worker,
+                    concurrency=job.limits.concurrency,
+                    stop_new_work=run.scheduler.stop,
+                    grace_s=job.limits.stop_grace_s,
+                    handle_signals=handle_signals,
+                    report=None if on_progress is None else lambda: on_progress(run.progress()),
+                    interval_s=progress_interval_s,
+                    event="download",
+                )
             summary = _summary(run, already)
     finally:
         structlog.contextvars.unbind_contextvars("job")
@@ -541,7 +538,7 @@ def _summary(run: _Download, already: int) -> DownloadSummary:
     c = run.counters
     left = run.frontier.statistics().outstanding
     if run.stopped_by is not None:
-        exit_code = _SIGNAL_EXIT[signal.Signals[run.stopped_by]]
+        exit_code = SIGNAL_EXIT[run.stopped_by]
     else:
         exit_code = 1 if c.failures or left else 0
     return DownloadSummary(
@@ -559,32 +556,3 @@ def _summary(run: _Download, already: int) -> DownloadSummary:
         stopped_by=run.stopped_by,
         exit_code=exit_code,
     )
-
-
-async def _run_workers(
-    run: _Download,
-    on_progress: Callable[[DownloadProgress], None] | None,
-    interval_s: float,
-    handle_signals: bool,
-) -> None:
-    async with anyio.create_task_group() as outer:
-        workers_scope = anyio.CancelScope()
-        if handle_signals:
-            outer.start_soon(run.watch_signals, workers_scope, run.job.limits.stop_grace_s)
-        if on_progress is not None:
-            outer.start_soon(_report_progress, run, on_progress, interval_s)
-        with workers_scope:
-            async with anyio.create_task_group() as tg:
-                for _ in range(run.job.limits.concurrency):
-                    tg.start_soon(run.worker)
-        if on_progress is not None:
-            on_progress(run.progress())
-        outer.cancel_scope.cancel()
-
-
-async def _report_progress(
-    run: _Download, on_progress: Callable[[DownloadProgress], None], interval_s: float
-) -> None:
-    while True:
-        on_progress(run.progress())
-        await anyio.sleep(interval_s)

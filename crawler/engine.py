@@ -43,12 +43,10 @@ workers stop before anything closes. Every task lives in the engine's one task g
 from __future__ import annotations
 
 import random
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 
 import anyio
@@ -62,6 +60,7 @@ from crawler.frontier import SqliteFrontier
 from crawler.models import CrawlRequest, FetchResult, Outcome, PageRecord, RequestKind
 from crawler.politeness import backoff_delay, is_overload, is_retryable, parse_retry_after
 from crawler.robots import RobotsRules, agent_token, rules_from_response
+from crawler.runner import SIGNAL_EXIT, run_workers
 from crawler.scheduler import Scheduler
 from crawler.sitemaps import parse_sitemap
 from crawler.storage import BodyWriter, Storage
@@ -80,7 +79,6 @@ __all__ = ["CrawlProgress", "CrawlSummary", "run_crawl"]
 
 log = structlog.get_logger()
 
-_SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 _SEED_BATCH = 10_000
 
 
@@ -195,6 +193,10 @@ class _MemorySink:
 
     def data(self) -> bytes:
         return b"".join(self.parts)
+
+    def opener(self) -> _MemorySink:
+        """As the fetcher's ``open_sink``: this sink."""
+        return self
 
 
 _ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 2.3.1.2
@@ -561,9 +563,7 @@ class _Crawl:
         rules: RobotsRules | None = None
         for _ in range(_ROBOTS_MAX_REDIRECTS + 1):
             sink = _MemorySink(cfg.max_bytes)
-            result = await self.fetcher.fetch(
-                url, partial(_same, sink), max_bytes=cfg.max_bytes * 4
-            )
+            result = await self.fetcher.fetch(url, sink.opener, max_bytes=cfg.max_bytes * 4)
             if result.outcome is not Outcome.REDIRECT or result.location is None:
                 break
             url = result.location
@@ -647,23 +647,11 @@ class _Crawl:
             elapsed_s=time.monotonic() - self.started,
         )
 
-    async def watch_signals(self, workers: anyio.CancelScope, grace_s: float) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                if self.stopped_by is None:
-                    self.stopped_by = signal.Signals(signum).name
-                    log.warning("crawl.stopping", signal=self.stopped_by, grace_s=grace_s)
-                    self.scheduler.stop()
-                    workers.deadline = min(workers.deadline, anyio.current_time() + grace_s)
-                else:
-                    log.warning("crawl.stop_now", signal=signal.Signals(signum).name)
-                    workers.cancel()
-
     def summary(self) -> CrawlSummary:
         c = self.counters
         exit_code = 0
         if self.stopped_by is not None:
-            exit_code = _SIGNAL_EXIT[signal.Signals[self.stopped_by]]
+            exit_code = SIGNAL_EXIT[self.stopped_by]
         return CrawlSummary(
             name=self.job.name,
             pages=c.pages,
@@ -722,7 +710,18 @@ async def run_crawl(
             async with Fetcher(job) as fetcher:
                 crawl = _Crawl(job, storage, frontier, fetcher)
                 crawl.add_seeds()
-                await _run_workers(crawl, on_progress, progress_interval_s, handle_signals)
+                crawl.stopped_by = await run_workers(
+                    crawl.worker,
+                    concurrency=job.limits.concurrency,
+                    stop_new_work=crawl.scheduler.stop,
+                    grace_s=job.limits.stop_grace_s,
+                    handle_signals=handle_signals,
+                    report=None if on_progress is None else lambda: on_progress(crawl.progress()),
+                    interval_s=progress_interval_s,
+                    background=[crawl.committer.run] if crawl.committer.batched else [],
+                    # settles whose workers were cut off by the grace period
+                    after=crawl.committer.drain,
+                )
             summary = crawl.summary()
             if crawl.recrawl:
                 if summary.complete:
@@ -749,42 +748,6 @@ def _forget(storage: Storage, frontier: SqliteFrontier) -> None:
     removed = storage.remove(r.path for r in frontier.records() if r.path is not None)
     frontier.reset()
     log.warning("crawl.fresh", bodies_removed=removed)
-
-
-async def _run_workers(
-    crawl: _Crawl,
-    on_progress: Callable[[CrawlProgress], None] | None,
-    interval_s: float,
-    handle_signals: bool,
-) -> None:
-    async with anyio.create_task_group() as outer:
-        workers_scope = anyio.CancelScope()
-        if handle_signals:
-            outer.start_soon(crawl.watch_signals, workers_scope, crawl.job.limits.stop_grace_s)
-        if on_progress is not None:
-            outer.start_soon(_report_progress, crawl, on_progress, interval_s)
-        if crawl.committer.batched:
-            outer.start_soon(crawl.committer.run)
-        with workers_scope:
-            async with anyio.create_task_group() as tg:
-                for _ in range(crawl.job.limits.concurrency):
-                    tg.start_soon(crawl.worker)
-        await crawl.committer.drain()  # settles whose workers were cut off by the grace period
-        if on_progress is not None:
-            on_progress(crawl.progress())
-        outer.cancel_scope.cancel()  # the watchers have nothing left to watch
-
-
-async def _report_progress(
-    crawl: _Crawl, on_progress: Callable[[CrawlProgress], None], interval_s: float
-) -> None:
-    while True:
-        on_progress(crawl.progress())
-        await anyio.sleep(interval_s)
-
-
-def _same(sink: _MemorySink) -> _MemorySink:
-    return sink
 
 
 def _header(result: FetchResult, name: str) -> str | None:
