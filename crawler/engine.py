@@ -50,6 +50,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import structlog
 
 from crawler.committer import Committer, GroupCommit
@@ -323,8 +324,11 @@ class _Crawl:
             attempts=0,
         )
 
-    def add_seeds(self) -> None:
-        # Streamed in batches: a seeds file of millions of URLs never sits in memory.
+    async def add_seeds(self) -> None:
+        """Admit the seeds, streamed in batches (a seeds file of millions of URLs never sits in
+        memory), yielding between batches so SIGINT / SIGTERM stop a long seeding too: the
+        seeds not yet admitted are admitted by the re-run (admission is idempotent)."""
+        log.info("crawl.seeding", seeds=self.job.seed_count())
         requests: list[CrawlRequest] = []
         admitted = 0
         origins: dict[str, None] = {}  # for sitemap probes: the seeds' first hosts
@@ -339,6 +343,10 @@ class _Crawl:
             if len(requests) >= _SEED_BATCH:
                 admitted += self.frontier.add(requests)
                 requests.clear()
+                await anyio.lowlevel.checkpoint()  # let the signal watcher run
+                if self.scheduler.stopping:
+                    log.warning("crawl.seeding_stopped", admitted=admitted)
+                    return
         if self.job.sitemaps.enabled and self.job.sitemaps.probe:
             found, _ = self.admit(
                 (o + "/sitemap.xml" for o in origins), 0, kind=RequestKind.SITEMAP
@@ -709,7 +717,6 @@ async def run_crawl(
                 log.info("crawl.resumed", done=resumed, queued=frontier.statistics().queued)
             async with Fetcher(job) as fetcher:
                 crawl = _Crawl(job, storage, frontier, fetcher)
-                crawl.add_seeds()
                 crawl.stopped_by = await run_workers(
                     crawl.worker,
                     concurrency=job.limits.concurrency,
@@ -719,6 +726,7 @@ async def run_crawl(
                     report=None if on_progress is None else lambda: on_progress(crawl.progress()),
                     interval_s=progress_interval_s,
                     background=[crawl.committer.run] if crawl.committer.batched else [],
+                    before=crawl.add_seeds,
                     # settles whose workers were cut off by the grace period
                     after=crawl.committer.drain,
                 )

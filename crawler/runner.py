@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import anyio
+import anyio.abc
 import structlog
 
 __all__ = ["SIGNAL_EXIT", "run_workers"]
@@ -34,6 +35,7 @@ async def run_workers(
     interval_s: float = 0.5,
     event: str = "crawl",
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+    before: Callable[[], Awaitable[None]] | None = None,
     after: Callable[[], Awaitable[None]] | None = None,
 ) -> str | None:
     """Run ``concurrency`` workers until they return; the name of the signal that stopped the
@@ -41,12 +43,17 @@ async def run_workers(
 
     ``report`` is called every ``interval_s`` and once at the end; ``background`` tasks run
     beside the workers and are cancelled after ``after`` (awaited once the workers stopped).
+    ``before`` (seeding) runs first, under the signal watcher and the grace period: it should
+    look at whether ``stop_new_work`` was called and end early.
     """
     stopped_by: str | None = None
 
-    async def watch_signals(workers: anyio.CancelScope) -> None:
+    async def watch_signals(
+        workers: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
         nonlocal stopped_by
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()  # the handlers are installed: no signal is missed from here
             async for signum in signals:
                 name = signal.Signals(signum).name
                 if stopped_by is None:
@@ -66,12 +73,14 @@ async def run_workers(
     async with anyio.create_task_group() as outer:
         workers_scope = anyio.CancelScope()
         if handle_signals:
-            outer.start_soon(watch_signals, workers_scope)
+            await outer.start(watch_signals, workers_scope)
         if report is not None:
             outer.start_soon(report_progress, report)
         for task in background:
             outer.start_soon(task)
         with workers_scope:
+            if before is not None:
+                await before()
             async with anyio.create_task_group() as tg:
                 for _ in range(concurrency):
                     tg.start_soon(worker)

@@ -393,6 +393,11 @@ class Scheduler:
         return False
 
     @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stopping
+
+    @property
     def finished(self) -> bool:
         """True when there is nothing left: nothing queued, windowed or in flight."""
         return self._frontier.outstanding == 0 and self._in_flight == 0

@@ -112,3 +112,46 @@ def test_sigterm_stops_gracefully_and_rerun_completes(tmp_path: Path, tls_files:
     lines = (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
     assert len(lines) == 400
     assert len({json.loads(line)["url"] for line in lines}) == 400
+
+
+def test_sigterm_while_seeding_a_large_seeds_file(tmp_path: Path) -> None:
+    """SIGTERM during a long seeding (a big seeds_file) stops it within the grace: exit 143,
+    the seeds admitted so far are kept, and nothing is fetched (the seeds point at a closed
+    loopback port, so a fetch would show as a failure record)."""
+    seeds = tmp_path / "seeds.txt"
+    with seeds.open("w") as f:
+        for i in range(300_000):
+            f.write(f"http://127.0.0.1:9/p{i}\n")
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        f"seeds_file: {seeds}\nrobots: {{obey: false}}\n"
+        f"output: {{dir: {tmp_path / 'out'}}}\nlimits: {{stop_grace_s: 2}}\n"
+    )
+    proc = subprocess.Popen(
+        [*CRAWLER, "crawl", str(job), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 60
+        for line in proc.stderr:  # JSON log lines (not a terminal)
+            if '"crawl.seeding"' in line or time.monotonic() > deadline:
+                break
+        time.sleep(0.3)
+        assert proc.poll() is None, "seeding 300,000 URLs ended before the signal"
+        proc.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        _, rest = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, rest
+    assert time.monotonic() - stopped < 2 + 5
+    assert '"crawl.seeding_stopped"' in rest
+    status = run("status", str(tmp_path / "out"), "--json")
+    counts = json.loads(status.stdout)
+    assert 0 < counts["queued"] < 300_000
+    assert counts["done"] == 0
