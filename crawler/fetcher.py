@@ -272,7 +272,10 @@ class Fetcher:
             size += len(chunk)
             if cap is not None and size > cap:
                 return result(Outcome.TOO_LARGE, error=f"body exceeds max_bytes {cap}")
-            sink.write(chunk)
+            try:
+                sink.write(chunk)
+            except OSError as exc:  # the disk, not the network: disk full, permissions
+                return result(Outcome.STORAGE, error=f"cannot write the body: {exc}")
         return result(Outcome.OK)
 
     async def _read_idle(
@@ -296,7 +299,10 @@ class Fetcher:
                 size += len(chunk)
                 if cap is not None and size > cap:
                     return result(Outcome.TOO_LARGE, error=f"body exceeds max_bytes {cap}")
-                sink.write(chunk)
+                try:
+                    sink.write(chunk)
+                except OSError as exc:
+                    return result(Outcome.STORAGE, error=f"cannot write the body: {exc}")
                 if time.monotonic() - moved > step:
                     quiet.deadline = anyio.current_time() + idle
                     moved = time.monotonic()

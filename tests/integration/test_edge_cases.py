@@ -255,3 +255,35 @@ async def test_content_length_liar_is_a_failure_not_a_file(
     assert summary.outcomes == {"protocol": 1}
     assert not (job.output.dir / "127.0.0.1_" / "page").exists()
     assert not list(job.output.dir.rglob("page*"))
+
+
+class _DiskFullSink:
+    """Writes to /dev/full: the kernel's own "no space left on device" for every write."""
+
+    def __init__(self) -> None:
+        self.file = open("/dev/full", "wb", buffering=0)  # noqa: SIM115 - closed by the test
+
+    def write(self, chunk: bytes) -> None:
+        self.file.write(chunk)
+
+
+async def test_a_full_disk_is_a_storage_outcome_not_a_network_one(
+    tls_files: TlsFiles, make_job: Callable[..., JobConfig]
+) -> None:
+    """When the body cannot be written (ENOSPC from /dev/full), the fetch ends as ``storage``
+    with the OS's message, not as a network failure to be retried."""
+    from crawler.fetcher import Fetcher
+    from crawler.models import Outcome
+
+    app = EdgeApp()
+    sink = _DiskFullSink()
+    try:
+        with LiveServer(app, tls_files) as server:
+            job = make_job([server.url("/")])
+            async with Fetcher(job) as fetcher:
+                result = await fetcher.fetch(server.url("/ok1"), lambda: sink)
+    finally:
+        sink.file.close()
+    assert result.outcome is Outcome.STORAGE
+    assert result.error is not None
+    assert "No space left" in result.error
