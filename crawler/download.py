@@ -45,7 +45,7 @@ from crawler.fetcher import Fetcher
 from crawler.frontier import SqliteFrontier
 from crawler.models import CrawlRequest, FetchResult, Outcome, PageRecord
 from crawler.partials import PartialFiles, PartWriter
-from crawler.politeness import backoff_delay, parse_retry_after
+from crawler.politeness import plan_retry
 from crawler.resume import Action, Partial, Verdict, decide, range_headers, validators
 from crawler.runner import SIGNAL_EXIT, run_workers
 from crawler.scheduler import Scheduler
@@ -222,28 +222,27 @@ class _Download:
     def retry_later(self, request: CrawlRequest, record: PageRecord, last: FetchResult) -> bool:
         """A "come back later" answer (429, 5xx) with attempts left goes back to the frontier
         with a not-before time; a Retry-After also pauses the host. True when it went back."""
-        if record.outcome is not Outcome.HTTP_ERROR or record.status not in self.retry_statuses:
-            return False
         now = anyio.current_time()
-        pause = None
-        if record.status in (429, 503):
-            value = next((v for k, v in last.headers if k.lower() == "retry-after"), None)
-            pause = parse_retry_after(value, time.time())
-            if pause is not None:
-                pause = min(pause, self.job.retries.retry_after_max_s)
-                self.scheduler.pause(request.host, now + pause)
-        attempt = request.attempts + 1
-        if attempt >= self.job.retries.attempts:
+        plan = plan_retry(
+            retryable=record.outcome is Outcome.HTTP_ERROR and record.status in self.retry_statuses,
+            status=record.status,
+            retry_after=last.header("retry-after"),
+            attempt=request.attempts + 1,
+            retries=self.job.retries,
+            now_wall=time.time(),
+            rng=self.rng,
+        )
+        if plan.pause_s is not None:
+            self.scheduler.pause(request.host, now + plan.pause_s)
+        if plan.delay_s is None:
             return False
-        r = self.job.retries
-        delay = max(backoff_delay(attempt, r.backoff_base_s, r.backoff_max_s, self.rng), pause or 0)
-        self.frontier.retry(request, now + delay)
+        self.frontier.retry(request, now + plan.delay_s)
         log.info(
             "download.retry_later",
             url=request.url,
             status=record.status,
-            attempt=attempt,
-            delay_s=round(delay, 3),
+            attempt=request.attempts + 1,
+            delay_s=round(plan.delay_s, 3),
         )
         return True
 

@@ -59,7 +59,7 @@ from crawler.extract import extract_links, is_html
 from crawler.fetcher import Fetcher
 from crawler.frontier import SqliteFrontier
 from crawler.models import CrawlRequest, FetchResult, Outcome, PageRecord, RequestKind
-from crawler.politeness import backoff_delay, is_overload, is_retryable, parse_retry_after
+from crawler.politeness import backoff_delay, is_overload, is_retryable, plan_retry
 from crawler.robots import RobotsRules, agent_token, rules_from_response
 from crawler.runner import SIGNAL_EXIT, run_workers
 from crawler.scheduler import Scheduler
@@ -256,7 +256,7 @@ class _Crawl:
         self.committer: Committer[_Settled] = Committer(
             self.commit_batch,
             sync=self.sync_batch if power else None,
-            active=lambda: self.scheduler.statistics().in_flight - self.committer.waiting,
+            active=lambda: self.scheduler.in_flight - self.committer.waiting,
             policy=GroupCommit(max_items=max(64, 2 * job.limits.concurrency), max_delay_s=0.005),
         )
 
@@ -432,29 +432,29 @@ class _Crawl:
         overloaded = is_overload(result.outcome, result.status)
         if self.scheduler.feedback(host, now, result.elapsed_s, overloaded):
             log.info("host.throttled", host=host, stats=self.scheduler.host_statistics(host))
-        pause = None
-        if result.status in (429, 503):
-            pause = parse_retry_after(_header(result, "retry-after"), time.time())
-            if pause is not None:
-                pause = min(pause, self.job.retries.retry_after_max_s)
-                self.scheduler.pause(host, now + pause)
-                log.info("host.paused", host=host, seconds=round(pause, 3), status=result.status)
-        attempt = request.attempts + 1
-        if attempt >= self.job.retries.attempts or not is_retryable(
-            result.outcome, result.status, self.retry_statuses
-        ):
+        plan = plan_retry(
+            retryable=is_retryable(result.outcome, result.status, self.retry_statuses),
+            status=result.status,
+            retry_after=result.header("retry-after"),
+            attempt=request.attempts + 1,
+            retries=self.job.retries,
+            now_wall=time.time(),
+            rng=self.rng,
+        )
+        if plan.pause_s is not None:
+            self.scheduler.pause(host, now + plan.pause_s)
+            log.info("host.paused", host=host, seconds=round(plan.pause_s, 3), status=result.status)
+        if plan.delay_s is None:
             return False
-        r = self.job.retries
-        delay = max(backoff_delay(attempt, r.backoff_base_s, r.backoff_max_s, self.rng), pause or 0)
-        self.frontier.retry(request, now + delay)
+        self.frontier.retry(request, now + plan.delay_s)
         self.counters.retries += 1
         log.info(
             "fetch.retry",
             url=request.url,
-            attempt=attempt,
+            attempt=request.attempts + 1,
             outcome=result.outcome.value,
             status=result.status,
-            delay_s=round(delay, 3),
+            delay_s=round(plan.delay_s, 3),
             error=result.error,
         )
         return True
@@ -649,7 +649,7 @@ class _Crawl:
         return CrawlProgress(
             done=c.pages,
             queued=stats.queued,
-            in_flight=self.scheduler.statistics().in_flight,
+            in_flight=self.scheduler.in_flight,
             errors=c.errors,
             bytes=c.bytes,
             elapsed_s=time.monotonic() - self.started,
@@ -756,7 +756,3 @@ def _forget(storage: Storage, frontier: SqliteFrontier) -> None:
     removed = storage.remove(r.path for r in frontier.records() if r.path is not None)
     frontier.reset()
     log.warning("crawl.fresh", bodies_removed=removed)
-
-
-def _header(result: FetchResult, name: str) -> str | None:
-    return next((v for k, v in result.headers if k.lower() == name), None)

@@ -90,6 +90,10 @@ class FetchResult:
     elapsed_s: float = 0.0
     headers: tuple[tuple[str, str], ...] = ()
 
+    def header(self, name: str) -> str | None:
+        """The first response header called ``name`` (lower case), or None."""
+        return next((v for k, v in self.headers if k.lower() == name), None)
+
 
 @dataclass(frozen=True, slots=True)
 class PageRecord:

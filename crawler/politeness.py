@@ -13,15 +13,18 @@ import email.utils
 import random
 from dataclasses import dataclass
 
+from crawler.config import RetriesConfig
 from crawler.models import Outcome
 
 __all__ = [
     "OVERLOAD_STATUSES",
+    "RetryPlan",
     "Throttle",
     "backoff_delay",
     "is_overload",
     "is_retryable",
     "parse_retry_after",
+    "plan_retry",
 ]
 
 # Outcomes that are transient whatever the status: the request may well succeed next time.
@@ -68,6 +71,39 @@ def parse_retry_after(value: str | None, now_wall: float) -> float | None:
     if when.tzinfo is None:
         return None  # an HTTP-date is always GMT; a zone-less date is not one
     return max(0.0, when.timestamp() - now_wall)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPlan:
+    """What to do after a failed request: pause its host, retry it later, both or neither."""
+
+    pause_s: float | None  # the host's Retry-After pause (capped); None: no pause
+    delay_s: float | None  # retry the URL after this long; None: settle the failure now
+
+
+def plan_retry(
+    *,
+    retryable: bool,
+    status: int | None,
+    retry_after: str | None,
+    attempt: int,
+    retries: RetriesConfig,
+    now_wall: float,
+    rng: random.Random,
+) -> RetryPlan:
+    """The plan after request number ``attempt`` of a URL failed: a 429 / 503 with Retry-After
+    pauses the host (capped by ``retry_after_max_s``) whether or not the URL is retried; a
+    retryable failure with attempts left is retried after the backoff, and no sooner than the
+    pause ends."""
+    pause = None
+    if status in (429, 503):
+        pause = parse_retry_after(retry_after, now_wall)
+        if pause is not None:
+            pause = min(pause, retries.retry_after_max_s)
+    if not retryable or attempt >= retries.attempts:
+        return RetryPlan(pause, None)
+    backoff = backoff_delay(attempt, retries.backoff_base_s, retries.backoff_max_s, rng)
+    return RetryPlan(pause, max(backoff, pause or 0.0))
 
 
 @dataclass(eq=False, slots=True)

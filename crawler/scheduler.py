@@ -393,6 +393,11 @@ class Scheduler:
         return False
 
     @property
+    def in_flight(self) -> int:
+        """Requests handed out and not yet released (cheap: no walk over the hosts)."""
+        return self._in_flight
+
+    @property
     def stopping(self) -> bool:
         """True once :meth:`stop` was called."""
         return self._stopping

@@ -130,3 +130,36 @@ def test_host_that_slows_down_gets_fewer_requests() -> None:
         now += 1.0
         t.on_success(now, 3.0)
     assert t.concurrency < 8
+
+
+def test_retry_plan() -> None:
+    """A 503 with Retry-After pauses the host (capped) and the retry waits at least as long;
+    the last attempt pauses the host but is not retried; a 404 is neither."""
+    from crawler.config import RetriesConfig
+    from crawler.politeness import plan_retry
+
+    cfg = RetriesConfig(attempts=3, backoff_base_s=0.1, retry_after_max_s=60)
+    rng = random.Random(3)
+    plan = plan_retry(
+        retryable=True, status=503, retry_after="5", attempt=1, retries=cfg, now_wall=0, rng=rng
+    )
+    assert plan.pause_s == 5.0
+    assert plan.delay_s == 5.0
+    capped = plan_retry(
+        retryable=True, status=429, retry_after="900", attempt=1, retries=cfg, now_wall=0, rng=rng
+    )
+    assert capped.pause_s == capped.delay_s == 60.0
+    last = plan_retry(
+        retryable=True, status=503, retry_after="5", attempt=3, retries=cfg, now_wall=0, rng=rng
+    )
+    assert (last.pause_s, last.delay_s) == (5.0, None)
+    plain = plan_retry(
+        retryable=True, status=500, retry_after=None, attempt=2, retries=cfg, now_wall=0, rng=rng
+    )
+    assert plain.pause_s is None
+    assert plain.delay_s is not None
+    assert 0.1 <= plain.delay_s <= 0.2
+    missing = plan_retry(
+        retryable=False, status=404, retry_after=None, attempt=1, retries=cfg, now_wall=0, rng=rng
+    )
+    assert (missing.pause_s, missing.delay_s) == (None, None)
