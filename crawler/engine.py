@@ -66,12 +66,13 @@ from crawler.scheduler import Scheduler
 from crawler.sitemaps import parse_sitemap
 from crawler.storage import BodyWriter, Storage
 from crawler.urls import (
+    CanonicalURL,
     QueryPolicy,
     Scope,
     ScopeVerdict,
     TrapLimits,
+    canonical_parts,
     canonicalize,
-    host_of,
     hostname_of,
     origin_of,
 )
@@ -270,15 +271,20 @@ class _Crawl:
         kind: RequestKind = RequestKind.PAGE,
     ) -> CrawlRequest | None:
         """A request for ``url`` if it canonicalizes and is in scope, else None (counted)."""
-        canonical = canonicalize(url, self.policy)
-        if canonical is None:
+        found = self.in_scope(url, depth)
+        return None if found is None else CrawlRequest(found.url, found.host, depth, chain, kind)
+
+    def in_scope(self, url: str, depth: int) -> CanonicalURL | None:
+        """``url``'s canonical form and parts if it is an http(s) URL in scope (else counted)."""
+        found = canonical_parts(url, self.policy)
+        if found is None:
             self.counters.filtered["not_http"] += 1
             return None
-        verdict = self.scope.check(canonical, depth)
+        verdict = self.scope.check(found.url, depth, found.hostname)
         if verdict is not ScopeVerdict.IN:
             self.counters.filtered[verdict.value] += 1
             return None
-        return CrawlRequest(canonical, host_of(canonical), depth, chain, kind)
+        return found
 
     def admit(
         self,
@@ -292,10 +298,11 @@ class _Crawl:
         requests: list[CrawlRequest] = []
         refused: _REFUSED = []
         for url in urls:
-            request = self.admissible(url, depth, chain, kind)
-            if request is None:
+            found = self.in_scope(url, depth)
+            if found is None:
                 continue
-            reason = self.traps.check(request.url)
+            request = CrawlRequest(found.url, found.host, depth, chain, kind)
+            reason = self.traps.check(found.url, found.path)
             if reason is None:
                 requests.append(request)
             else:

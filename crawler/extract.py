@@ -8,8 +8,9 @@ page that is not HTML, not UTF-8 or malformed gives whatever links can be read f
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser
 
@@ -20,6 +21,13 @@ _ASSET_SELECTOR = "img[src], img[srcset], script[src], source[src], source[srcse
 # <link rel> values that name no document worth fetching.
 _SKIP_LINK_RELS = frozenset({"dns-prefetch", "preconnect"})
 _SCHEMES = ("http:", "https:")
+# Hrefs urljoin rewrites beyond joining (drops tabs, newlines, ";params", an empty query or
+# fragment): they take urljoin itself. Otherwise an absolute path without dot segments joins to
+# the base's origin + href, and a relative path ("../b.html?q") to the base's folder with dot
+# segments resolved as urljoin resolves them (tests compare both shortcuts with urljoin).
+_ODD = re.compile(r"[\t\r\n;]|\?#|[?#]$")
+_RELATIVE = re.compile(r"[^:/?#\x00-\x20\x7f][^:\x00-\x20\x7f]*")
+_QUERY_OR_FRAGMENT = re.compile(r"[?#]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +50,53 @@ def is_html(content_type: str | None) -> bool:
 def _srcset_urls(value: str) -> list[str]:
     # "a.jpg 1x, b.jpg 2x": each candidate is a URL followed by an optional descriptor.
     return [c.split()[0] for c in value.split(",") if c.strip()]
+
+
+class _Joiner:
+    """``urljoin(base, href)`` for one page's base URL, without re-parsing the base per link."""
+
+    __slots__ = ("base", "folder", "origin")
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        parts = urlsplit(base)
+        http = parts.scheme in ("http", "https") and not _ODD.search(base)
+        self.origin = f"{parts.scheme}://{parts.netloc}" if http else None
+        folder = parts.path.split("/")
+        if folder[-1]:
+            del folder[-1]
+        self.folder = folder
+
+    def join(self, href: str) -> str | None:
+        """The absolute URL, or None when urljoin rejects it (a malformed IPv6 literal)."""
+        origin = self.origin
+        if origin is not None and not _ODD.search(href):
+            if href[0] == "/" and href[1:2] != "/" and "/." not in href:
+                return origin + href
+            if _RELATIVE.fullmatch(href):
+                cut = _QUERY_OR_FRAGMENT.search(href)
+                path, tail = (
+                    (href, "") if cut is None else (href[: cut.start()], href[cut.start() :])
+                )
+                segments = self.folder + path.split("/")
+                segments[1:-1] = filter(None, segments[1:-1])
+                resolved: list[str] = []
+                for segment in segments:
+                    if segment == "..":
+                        if resolved:
+                            resolved.pop()
+                    elif segment != ".":
+                        resolved.append(segment)
+                if segments[-1] in (".", ".."):
+                    resolved.append("")
+                joined = "/".join(resolved)
+                if joined[:1] != "/":  # ".." climbed past the root, or nothing is left
+                    joined = "/" + joined
+                return f"{origin}{joined}{tail}"
+        try:
+            return urljoin(self.base, href)
+        except ValueError:
+            return None
 
 
 def extract_links(body: bytes, base_url: str, *, assets: bool = False) -> Links:
@@ -91,14 +146,15 @@ def extract_links(body: bytes, base_url: str, *, assets: bool = False) -> Links:
                 raw.extend(_srcset_urls(srcset))
 
     out: dict[str, None] = {}
+    try:
+        joiner = _Joiner(base)
+    except ValueError:
+        return Links((), noindex=noindex)
     for value in raw:
         href = value.strip()
-        if not href or href.startswith("#"):
+        if not href or href[0] == "#":
             continue
-        try:
-            url = urljoin(base, href)
-        except ValueError:
-            continue  # e.g. a malformed IPv6 literal
-        if url[:6].lower().startswith(_SCHEMES):
+        url = joiner.join(href)
+        if url is not None and url[:6].lower().startswith(_SCHEMES):
             out[url] = None
     return Links(tuple(out), noindex=noindex)

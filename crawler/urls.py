@@ -13,15 +13,18 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from w3lib.url import canonicalize_url
 
 __all__ = [
+    "CanonicalURL",
     "QueryPolicy",
     "Scope",
     "ScopeVerdict",
     "TrapLimits",
+    "canonical_parts",
     "canonicalize",
     "host_of",
     "hostname_of",
@@ -29,6 +32,11 @@ __all__ = [
 ]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# A URL made only of these is already in w3lib's canonical form once its scheme and host are
+# lower-case and it has no query: nothing to percent-encode or decode, no dot segment to resolve
+# (checked apart), so the costly w3lib call is skipped (tests check both paths agree).
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~-]*")
+_PLAIN_HOST = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +96,46 @@ def _canonicalize(url: str, policy: QueryPolicy) -> str | None:
         userinfo = parts.netloc.rpartition("@")[0]
         netloc = f"{userinfo}@{netloc}"
     query = policy.apply(parts.query)
-    rebuilt = urlunsplit((scheme, netloc, parts.path or "/", query, ""))
+    path = parts.path or "/"
+    if (
+        not query
+        and "@" not in netloc
+        and _PLAIN_HOST.fullmatch(host)
+        and _PLAIN_PATH.fullmatch(path)
+        and "/." not in path
+    ):
+        return f"{scheme}://{netloc}{path}"
+    rebuilt = urlunsplit((scheme, netloc, path, query, ""))
     try:
         return str(canonicalize_url(rebuilt, keep_fragments=False))
     except ValueError:
         return None
+
+
+class CanonicalURL(NamedTuple):
+    """A canonical URL with the parts scope and trap checks look at, split once."""
+
+    url: str
+    host: str  # with the port when it is not the default: ``a.org:8443``
+    hostname: str  # lower-case, no port or brackets
+    path: str
+
+
+def canonical_parts(url: str, policy: QueryPolicy = QueryPolicy()) -> CanonicalURL | None:
+    """:func:`canonicalize`, with the canonical URL's host, hostname and path (memoized:
+    pages of a site repeat their navigation links)."""
+    return _canonical_parts(url, policy)
+
+
+@lru_cache(maxsize=16384)
+def _canonical_parts(url: str, policy: QueryPolicy) -> CanonicalURL | None:
+    canonical = _canonicalize(url, policy)
+    if canonical is None:
+        return None
+    parts = urlsplit(canonical)
+    return CanonicalURL(
+        canonical, parts.netloc.rpartition("@")[2], parts.hostname or "", parts.path
+    )
 
 
 def host_of(url: str) -> str:
@@ -154,9 +197,10 @@ class Scope:
             return any(hostname.endswith("." + d) for d in self._domains)
         return False
 
-    def check(self, url: str, depth: int) -> ScopeVerdict:
-        """Verdict for a canonical URL found at ``depth`` link hops from a seed."""
-        if not self.host_allowed(hostname_of(url)):
+    def check(self, url: str, depth: int, hostname: str | None = None) -> ScopeVerdict:
+        """Verdict for a canonical URL found at ``depth`` link hops from a seed (``hostname``:
+        the URL's, when the caller has it already)."""
+        if not self.host_allowed(hostname_of(url) if hostname is None else hostname):
             return ScopeVerdict.OFFSITE
         if self._max_depth is not None and depth > self._max_depth:
             return ScopeVerdict.DEPTH
@@ -192,11 +236,15 @@ class TrapLimits:
         self.max_per_pattern = max_per_pattern
         self._counts: dict[str, int] = {}
 
-    def check(self, url: str) -> str | None:
-        """Why a canonical URL is a trap by its shape (one line), or None when it is not."""
+    def check(self, url: str, path: str | None = None) -> str | None:
+        """Why a canonical URL is a trap by its shape (one line), or None when it is not
+        (``path``: the URL's, when the caller has it already)."""
         if len(url) > self.max_url_length:
             return f"URL longer than {self.max_url_length} characters"
-        path = urlsplit(url).path
+        if path is None:
+            path = urlsplit(url).path
+        if path.count("/") <= min(self.max_path_segments, self.max_repeats):
+            return None  # too few segments to break either limit
         segments = [s for s in path.split("/") if s]
         if len(segments) > self.max_path_segments:
             return f"more than {self.max_path_segments} path segments"

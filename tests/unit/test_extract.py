@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+from urllib.parse import urljoin
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -81,3 +84,50 @@ def test_is_html() -> None:
     assert is_html("application/xhtml+xml")
     assert not is_html("application/json")
     assert not is_html(None)
+
+
+_HREF_CHARS = st.sampled_from(list("abcXYZ019/._~-?#&=%:;@!$'()*+, \t\n\"<>"))
+
+
+@given(
+    href=st.lists(_HREF_CHARS, max_size=25).map(lambda cs: "/" + "".join(cs)),
+    base=st.sampled_from(
+        ["https://a.org:8443/x/y.html", "http://u:p@b.org/", "https://c.org/q?x#y", "HTTP://D.org"]
+    ),
+)
+def test_absolute_path_links_join_exactly_as_urljoin(href: str, base: str) -> None:
+    """The shortcut for absolute-path hrefs (origin + href) gives exactly urljoin's URL, for
+    any mix of queries, fragments, dot segments, params, whitespace and odd characters."""
+    body = f'<a href="{html.escape(href)}">x</a>'.encode()
+    got = extract_links(body, base).urls
+    stripped = href.strip()
+    expected = () if not stripped or stripped.startswith("#") else (urljoin(base, stripped),)
+    assert got == expected
+
+
+_REL_PIECES = st.sampled_from(
+    ["a", "b1", "/", ".", "..", "./", "../", "?", "#", ";", ":", "%", "="]
+)
+
+
+@given(
+    href=st.lists(_REL_PIECES, min_size=1, max_size=12).map("".join),
+    base=st.sampled_from(
+        [
+            "https://a.org:8443/x/y.html",
+            "http://u:p@b.org/",
+            "https://c.org/q/r/?x#y",
+            "HTTP://D.org",
+            "https://e.org/a;p/b",
+            "https://g.org/a//b/c",
+            "https://h.org/a/b/..",
+        ]
+    ),
+)
+def test_relative_links_join_exactly_as_urljoin(href: str, base: str) -> None:
+    """The shortcut for relative hrefs (the base's folder, dot segments resolved) gives exactly
+    urljoin's URL, including ".." past the root, empty segments, queries and fragments."""
+    body = f'<a href="{html.escape(href)}">x</a>'.encode()
+    got = extract_links(body, base).urls
+    expected = () if href.startswith("#") else (urljoin(base, href),)
+    assert got == expected

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from w3lib.url import canonicalize_url
 
-from crawler.urls import QueryPolicy, Scope, ScopeVerdict, canonicalize, host_of
+from crawler.urls import (
+    CanonicalURL,
+    QueryPolicy,
+    Scope,
+    ScopeVerdict,
+    canonical_parts,
+    canonicalize,
+    host_of,
+)
 
 
 @pytest.mark.parametrize(
@@ -97,3 +108,31 @@ def test_trap_pattern_budget() -> None:
     assert traps.charge("https://a.org/item/7") is None
     unlimited = TrapLimits()
     assert all(unlimited.charge(f"https://a.org/{i}") is None for i in range(100))
+
+
+_PATH_CHARS = st.sampled_from(list("aZ09/._~-%;+ é"))
+
+
+@given(
+    host=st.sampled_from(["a.org", "WWW.Example.COM", "127.0.0.1", "x-y.z", "[::1]", "bü.de"]),
+    port=st.sampled_from(["", ":443", ":8443"]),
+    path=st.lists(_PATH_CHARS, max_size=20).map(lambda cs: "/" + "".join(cs)),
+    query=st.sampled_from(["", "?b=2&a=1"]),
+)
+def test_plain_urls_canonicalize_as_w3lib_does(host: str, port: str, path: str, query: str) -> None:
+    """The shortcut for plain URLs (no query, plain host and path) agrees with w3lib's
+    canonical form, and so does every URL that takes the full path."""
+    url = f"https://{host}{port}{path}{query}"
+    got = canonicalize(url)
+    rebuilt = url.replace(":443", "", 1).strip()  # canonicalize strips surrounding blanks
+    assert got == canonicalize_url(rebuilt, keep_fragments=False)
+
+
+def test_canonical_parts_split_the_canonical_url() -> None:
+    """canonical_parts gives the canonical URL with its host (port kept when not default),
+    lower-case hostname and path; None for what is not http(s)."""
+    parts = canonical_parts("HTTPS://Sub.Example.org:8443/a/../b?z=1&a=2#frag")
+    assert parts == CanonicalURL(
+        "https://sub.example.org:8443/b?a=2&z=1", "sub.example.org:8443", "sub.example.org", "/b"
+    )
+    assert canonical_parts("mailto:someone@example.org") is None
