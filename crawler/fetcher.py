@@ -29,8 +29,9 @@ import httpx2
 from crawler.config import HttpConfig, JobConfig
 from crawler.errors import ConfigError
 from crawler.models import BodySink, FetchResult, Outcome
+from crawler.netio import AsyncioBackend
 
-__all__ = ["Fetcher", "build_client", "is_credential_header"]
+__all__ = ["Fetcher", "build_client", "is_credential_header", "use_asyncio_streams"]
 
 _CREDENTIAL_WORDS = ("auth", "token", "key", "secret", "session", "cookie", "password")
 
@@ -72,7 +73,7 @@ def build_client(job: JobConfig) -> httpx2.AsyncClient:
     plain = {k: v for k, v in http.headers.items() if not is_credential_header(k)}
     headers = {"User-Agent": http.user_agent, **plain}
     try:
-        return httpx2.AsyncClient(
+        client = httpx2.AsyncClient(
             http2=http.http2,
             verify=_ssl_context(http),
             proxy=http.proxy,
@@ -89,6 +90,27 @@ def build_client(job: JobConfig) -> httpx2.AsyncClient:
         )
     except (ValueError, TypeError, httpx2.InvalidURL) as exc:
         raise ConfigError(f"http: {exc}") from None
+    use_asyncio_streams(client)
+    return client
+
+
+def use_asyncio_streams(client: httpx2.AsyncClient) -> int:
+    """Give the client's connection pools the asyncio-native network backend (TLS and
+    buffering in the event loop's C code instead of anyio's Python TLS stream: about 20 % less
+    CPU per request, see ``netio``). Returns how many pools got it.
+
+    httpx2 builds its pools itself and takes no backend, so it is set on each pool before any
+    connection exists; a later httpx2 whose pools look different keeps its own backend.
+    """
+    transports = [getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()]
+    installed = 0
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if type(backend).__name__ == "AutoBackend":
+            pool._network_backend = AsyncioBackend()  # type: ignore[union-attr]
+            installed += 1
+    return installed
 
 
 def _auth_headers(job: JobConfig, environ: Mapping[str, str]) -> dict[str, str]:

@@ -11,7 +11,7 @@ STAGES = {"frontier", "scheduler", "fetcher", "storage", "extract"}
 # library -> the only modules allowed to import it
 OWNERS = {
     "httpx2": {"fetcher"},
-    "httpcore2": {"fetcher"},
+    "httpcore2": {"fetcher", "netio"},
     "httpx": set(),
     "selectolax": {"extract"},
     "yaml": {"config"},
