@@ -5,8 +5,9 @@ decision core that takes ``now``) and the async shell that does it (:class:`Comm
 worker's :meth:`Committer.submit` returns only once its item's batch is committed; a flusher
 task in the engine's task group runs the blocking ``sync`` (fsync of files and folders) in a
 worker thread, then ``commit`` (one state transaction) on the event loop, so other workers keep
-fetching while a batch is synced. Without a ``sync`` step (durability ``process``) an item is
-committed at once, inline: nothing is gained by waiting when a commit costs no fsync.
+fetching while a batch is synced. Without a ``sync`` step (durability ``process``) items are
+still grouped when ``grouped`` (one transaction and one write of the state's pages for several
+settles), or committed at once, inline.
 Must not: know what an item is: the engine passes ``sync`` and ``commit``.
 """
 
@@ -84,12 +85,14 @@ class Committer(Generic[T]):
         commit: Callable[[list[T]], None],
         *,
         sync: Callable[[list[T]], None] | None = None,
+        grouped: bool = False,
         active: Callable[[], int] = lambda: 0,
         policy: GroupCommit[T] | None = None,
         clock: Callable[[], float] = anyio.current_time,
     ) -> None:
         self._commit = commit
         self._sync = sync
+        self._grouped = grouped or sync is not None
         self._active = active
         self._core: GroupCommit[T] = policy if policy is not None else GroupCommit()
         self._clock = clock
@@ -106,8 +109,8 @@ class Committer(Generic[T]):
 
     @property
     def batched(self) -> bool:
-        """True when items wait for a batch (a ``sync`` step exists)."""
-        return self._sync is not None
+        """True when items wait for a batch (``grouped``, or a ``sync`` step exists)."""
+        return self._grouped
 
     @property
     def waiting(self) -> int:
@@ -120,7 +123,7 @@ class Committer(Generic[T]):
     async def submit(self, item: T) -> None:
         """Return once ``item`` is committed. If the caller is cancelled while waiting, the
         item stays in its batch and is committed by the flusher or by :meth:`drain`."""
-        if self._sync is None:
+        if not self._grouped:
             self._commit([item])
             self._batches += 1
             self._items += 1

@@ -257,8 +257,15 @@ class _Crawl:
         self.committer: Committer[_Settled] = Committer(
             self.commit_batch,
             sync=self.sync_batch if power else None,
+            # Grouped either way: one transaction (and one write of the state's touched
+            # pages) for several settles. ``power`` closes batches sooner: its fsyncs are the
+            # cost that grows with waiting pages.
+            grouped=True,
             active=lambda: self.scheduler.in_flight - self.committer.waiting,
-            policy=GroupCommit(max_items=max(64, 2 * job.limits.concurrency), max_delay_s=0.005),
+            policy=GroupCommit(
+                max_items=max(64, 2 * job.limits.concurrency),
+                max_delay_s=0.005 if power else 0.02,
+            ),
         )
 
     # 1. admit ---------------------------------------------------------------------------

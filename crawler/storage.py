@@ -96,28 +96,41 @@ class StoredBody:
     sha256: str
 
 
+_SPILL = 256 * 1024  # a body stays in memory up to this size; larger ones stream to the file
+
+
 @dataclass(eq=False)
 class BodyWriter:
-    """A body being written: a temp file, hashed as it grows. Implements ``BodySink``.
+    """A body being written, hashed as it grows. Implements ``BodySink``.
 
-    Keeps the first ``retain`` bytes in memory (for link extraction without a re-read). Owned
-    by :class:`Storage`: finish with :meth:`Storage.commit` or :meth:`Storage.discard`.
+    A small body stays in memory and reaches its temp file in one write at
+    :meth:`Storage.commit` (a page is a few chunks: one open and one write instead of a
+    buffered write per chunk, and nothing at all on disk for a body that is discarded); past
+    ``spill`` bytes the temp file is opened and the body streams into it. Keeps the first
+    ``retain`` bytes in memory (for link extraction without a re-read). Owned by
+    :class:`Storage`: finish with :meth:`Storage.commit` or :meth:`Storage.discard`.
     """
 
-    tmp_path: Path
-    file: IO[bytes]
+    tmp_path: str
     retain: int
+    spill: int = _SPILL
     size: int = 0
+    file: IO[bytes] | None = None
     _hash: hashlib._Hash = field(default_factory=hashlib.sha256)
     _kept: list[bytes] = field(default_factory=list)
     _kept_size: int = 0
 
     def write(self, chunk: bytes) -> None:
-        """Append a chunk to the file and the hash."""
-        self.file.write(chunk)
+        """Append a chunk to the body and the hash."""
         faults.hit("body_write")
         self._hash.update(chunk)
         self.size += len(chunk)
+        if self.file is not None:
+            self.file.write(chunk)
+        elif self.size > self.spill:
+            self.file = open(self.tmp_path, "wb")  # noqa: SIM115 - closed by commit / discard
+            self.file.write(b"".join(self._kept))
+            self.file.write(chunk)
         if self._kept_size <= self.retain:
             self._kept.append(chunk)
             self._kept_size += len(chunk)
@@ -130,6 +143,17 @@ class BodyWriter:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+    def close_file(self, *, fsync: bool = False) -> None:
+        """Put the whole body in its temp file and close it (``fsync``: and sync it)."""
+        file = self.file
+        if file is None:
+            file = self.file = open(self.tmp_path, "wb")  # noqa: SIM115
+            file.write(b"".join(self._kept))
+        file.flush()
+        if fsync:
+            os.fsync(file.fileno())
+        file.close()
 
 
 class Storage:
@@ -153,6 +177,8 @@ class Storage:
         self._retain = retain_bytes
         self._fsync = fsync
         self._tmp = root / _TMP_DIR
+        self._root_str = str(root)
+        self._tmp_str = str(self._tmp)
         self._manifest: IO[str] | None = None
         self._made_dirs: set[str] = set()
         self._synced_dirs: set[str] = set()  # folders whose own entry is known to be on disk
@@ -181,14 +207,17 @@ class Storage:
         return self.root / MANIFEST
 
     def open_body(self) -> BodyWriter:
-        """A new temp file to stream a body into."""
-        tmp_path = self._tmp / secrets.token_hex(8)
-        return BodyWriter(tmp_path, tmp_path.open("wb"), self._retain)
+        """A new body to stream into (its temp file is created when it is needed)."""
+        # In memory only while every byte is also retained (the kept copy is what is written).
+        spill = min(_SPILL, self._retain)
+        return BodyWriter(f"{self._tmp_str}/{secrets.token_hex(8)}", self._retain, spill)
 
     def discard(self, body: BodyWriter) -> None:
         """Drop a body that must not be presented (failed, too large, not wanted)."""
-        body.file.close()
-        body.tmp_path.unlink(missing_ok=True)
+        if body.file is not None:
+            body.file.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(body.tmp_path)
 
     def commit(self, body: BodyWriter, url: str) -> StoredBody:
         """Close, (optionally) fsync and rename the body into ``url``'s place.
@@ -196,10 +225,7 @@ class Storage:
         Raises OSError when the file cannot be placed (the temp file is removed then).
         """
         try:
-            body.file.flush()
-            if self._fsync:
-                os.fsync(body.file.fileno())
-            body.file.close()
+            body.close_file(fsync=self._fsync)
             rel = self._place(body.tmp_path, url_to_path(url, self.layout), url)
         except OSError:
             self.discard(body)
@@ -207,7 +233,7 @@ class Storage:
         self.bodies += 1
         return StoredBody(rel, body.size, body.hexdigest())
 
-    def _place(self, tmp: Path, rel: str, url: str) -> str:
+    def _place(self, tmp: str, rel: str, url: str) -> str:
         try:
             self._rename(tmp, rel)
         except (NotADirectoryError, IsADirectoryError, FileExistsError):
@@ -219,14 +245,13 @@ class Storage:
             self._rename(tmp, rel)
         return rel
 
-    def _rename(self, tmp: Path, rel: str) -> None:
-        dest = self.root / rel
+    def _rename(self, tmp: str, rel: str) -> None:
+        dest = f"{self._root_str}/{rel}"
         parent = rel.rpartition("/")[0]
         if parent not in self._made_dirs:
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(f"{self._root_str}/{parent}", exist_ok=True)
             self._made_dirs.add(parent)
-        if dest.is_dir():
-            raise IsADirectoryError(str(dest))
+        # A folder in the way: rename(2) refuses a file over a folder (EISDIR).
         os.replace(tmp, dest)
         faults.hit("after_rename")
 

@@ -73,10 +73,10 @@ def canonicalize(url: str, policy: QueryPolicy = QueryPolicy()) -> str | None:
     of one site repeat the same links (navigation), and w3lib's canonicalization is the
     costliest step per link.
     """
-    return _canonicalize(url, policy)
+    found = _canonical_parts(url, policy)
+    return None if found is None else found.url
 
 
-@lru_cache(maxsize=16384)
 def _canonicalize(url: str, policy: QueryPolicy) -> str | None:
     try:
         parts = urlsplit(url.strip())

@@ -89,6 +89,41 @@ async def test_batched_items_are_synced_then_committed_together() -> None:
     assert committer.statistics().mean_batch == producers
 
 
+async def test_grouped_without_sync_commits_together_and_returns_after() -> None:
+    """Durability process with grouping: producers finishing together share one commit (no
+    sync step), and no submit returns before its item is committed."""
+    commits: list[list[int]] = []
+    returned: list[int] = []
+
+    def commit(batch: list[int]) -> None:
+        assert not set(batch) & set(returned), "an item was reported done before its commit"
+        commits.append(list(batch))
+
+    producers = 6
+    committer: Committer[int] = Committer(
+        commit,
+        grouped=True,
+        active=lambda: producers - len(returned) - committer.waiting,
+        policy=GroupCommit(max_items=100, max_delay_s=5.0),
+    )
+    assert committer.batched
+
+    async def produce(i: int) -> None:
+        await committer.submit(i)
+        returned.append(i)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(committer.run)
+            async with anyio.create_task_group() as tg:
+                for i in range(producers):
+                    tg.start_soon(produce, i)
+            await committer.drain()
+            outer.cancel_scope.cancel()
+    assert commits == [list(range(producers))]
+    assert sorted(returned) == list(range(producers))
+
+
 async def test_drain_commits_items_whose_producer_was_cancelled() -> None:
     """A producer cut off while waiting for its batch (grace period over) loses nothing: its
     placed item is committed by drain."""

@@ -160,3 +160,33 @@ def test_remove_deletes_bodies_and_empty_folders_only(tmp_path: Path) -> None:
     assert not (root / "ex.com" / "a").exists()
     assert (root / "ex.com" / "b" / "mine.txt").exists()
     assert not (root / "ex.com" / "b" / "two.html").exists()
+
+
+def test_small_bodies_reach_the_disk_only_when_committed(tmp_path: Path) -> None:
+    """A page-sized body is held in memory (no temp file while it is written, none left when
+    discarded) and written whole at commit; a body past the spill size streams to its temp
+    file; with a retain size below the spill size nothing is lost either."""
+    with Storage(tmp_path) as storage:
+        small = storage.open_body()
+        small.write(b"a" * 1000)
+        assert not list((tmp_path / ".tmp").iterdir())
+        storage.discard(small)
+        small = storage.open_body()
+        for _ in range(3):
+            small.write(b"b" * 10_000)
+        stored = storage.commit(small, "http://ex.com/small")
+        assert (tmp_path / stored.path).read_bytes() == b"b" * 30_000
+        big = storage.open_body()
+        for _ in range(40):
+            big.write(b"c" * 10_000)
+        assert list((tmp_path / ".tmp").iterdir())  # streaming to its temp file
+        stored = storage.commit(big, "http://ex.com/big")
+        assert (tmp_path / stored.path).read_bytes() == b"c" * 400_000
+        assert stored.sha256 == hashlib.sha256(b"c" * 400_000).hexdigest()
+    with Storage(tmp_path, retain_bytes=5) as storage:
+        body = storage.open_body()
+        for piece in (b"0123", b"4567", b"89"):
+            body.write(piece)
+        assert body.retained() is None
+        stored = storage.commit(body, "http://ex.com/tiny-retain")
+        assert (tmp_path / stored.path).read_bytes() == b"0123456789"
