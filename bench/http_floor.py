@@ -8,6 +8,8 @@ crawl's per-page cost that no work in the crawler can remove while it uses this 
     .venv/bin/python bench/http_floor.py --site bench/.work/harness/.work/site \\
         --base https://127.0.0.1:8443 --ca bench/.work/harness/.work/tls/ca.pem [--http1]
 
+By default the client gets the crawler's transport tuning (``crawler.fetcher``: the
+asyncio-native network backend, larger socket reads); ``--stock`` measures httpx2 as installed.
 Prints one JSON line: pages, wall_s, cpu_s, cpu_ms_per_page, pages_per_s, http_version.
 Traffic goes only to --base (the bench nginx on 127.0.0.1).
 """
@@ -31,12 +33,18 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-async def _run(urls: list[str], http2: bool, ca: str | None, concurrency: int) -> Counter[str]:
+async def _run(
+    urls: list[str], http2: bool, ca: str | None, concurrency: int, stock: bool
+) -> Counter[str]:
     ctx = ssl.create_default_context(cafile=ca) if ca else True
     limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     versions: Counter[str] = Counter()
     queue = iter(urls)
     async with httpx2.AsyncClient(http2=http2, verify=ctx, limits=limits, timeout=30) as client:
+        if not stock:
+            from crawler.fetcher import use_asyncio_streams  # also its socket read sizes
+
+            use_asyncio_streams(client)
 
         async def worker() -> None:
             for url in queue:
@@ -58,6 +66,7 @@ def main() -> None:
     ap.add_argument("--ca", help="CA bundle for the bench nginx")
     ap.add_argument("--http1", action="store_true", help="HTTP/1.1 instead of HTTP/2")
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--stock", action="store_true", help="httpx2 without the crawler's tuning")
     args = ap.parse_args()
     paths = sorted(p.relative_to(args.site).as_posix() for p in args.site.rglob("*.html"))
     urls = [f"{args.base.rstrip('/')}/{p}" for p in paths]
@@ -68,6 +77,7 @@ def main() -> None:
         not args.http1,
         args.ca,
         args.concurrency,
+        args.stock,
         backend="asyncio",
         backend_options={"use_uvloop": True},
     )
@@ -82,6 +92,7 @@ def main() -> None:
                 "cpu_ms_per_page": round(1000 * cpu / n, 3),
                 "pages_per_s": round(n / wall, 1),
                 "http_version": dict(versions),
+                "client": "httpx2 stock" if args.stock else "httpx2 + crawler tuning",
             }
         )
     )
