@@ -429,10 +429,14 @@ class _Crawl:
 
     def commit_batch(self, batch: list[_Settled]) -> None:
         """Settle a batch in one state transaction; then manifest lines and counts."""
+        lines = [s.record.to_json() for s in batch]  # the state and the manifest share it
         with self.frontier.transaction():
-            trapped = [self.frontier.settle(s.request, s.record, s.links, s.refused) for s in batch]
-        for s, recorded in zip(batch, trapped, strict=True):
-            self.storage.append(s.record)
+            trapped = [
+                self.frontier.settle(s.request, s.record, s.links, s.refused, payload=line)
+                for s, line in zip(batch, lines, strict=True)
+            ]
+        for s, line, recorded in zip(batch, lines, trapped, strict=True):
+            self.storage.append(s.record, line)
             for record in recorded:  # only URLs recorded now: one manifest line per URL
                 self.storage.append(record)
                 self.counters.filtered["trap"] += 1

@@ -344,15 +344,19 @@ class SqliteFrontier:
         record: PageRecord,
         links: Iterable[CrawlRequest],
         refused: Iterable[tuple[CrawlRequest, PageRecord]] = (),
+        *,
+        payload: str | None = None,
     ) -> list[PageRecord]:
         """Mark a leased request done with its manifest record and admit the links it produced,
         in one transaction. ``refused`` are links recorded without being fetched (traps):
         settled at once with their records, unless the URL is already known; they do not count
         against the page budget. Returns the refused records actually recorded (each URL's
-        only record: the manifest gets a line for these and no others).
+        only record: the manifest gets a line for these and no others). ``payload``: the
+        record's :meth:`~crawler.models.PageRecord.to_json`, when the caller has it already.
         """
         db = self._conn
-        payload = json.dumps(record.to_json_dict(), separators=(",", ":"))
+        if payload is None:
+            payload = record.to_json()
         with self.transaction():
             db.execute(
                 "UPDATE urls SET state=?, record=? WHERE url=?", (_DONE, payload, request.url)

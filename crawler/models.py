@@ -7,6 +7,7 @@ these frozen values, and ``engine`` wires them. Nothing here does I/O.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
@@ -123,6 +124,11 @@ class PageRecord:
         d = {name: getattr(self, name) for name in _RECORD_FIELDS}
         d["outcome"] = self.outcome.value
         return d
+
+    def to_json(self) -> str:
+        """The record as one compact JSON line (no newline): the state and the manifest
+        store this same text."""
+        return json.dumps(self.to_json_dict(), separators=(",", ":"))
 
     @classmethod
     def from_json_dict(cls, d: dict[str, Any]) -> PageRecord:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import posixpath
 import re
@@ -305,10 +304,11 @@ class Storage:
         with (self.root / rel).open("rb") as f:
             return f.read(limit)
 
-    def append(self, record: PageRecord) -> None:
-        """Write one manifest line (buffered; flushed on close)."""
+    def append(self, record: PageRecord, line: str | None = None) -> None:
+        """Write one manifest line (buffered; flushed on close). ``line``: the record's
+        :meth:`~crawler.models.PageRecord.to_json`, when the caller has it already."""
         assert self._manifest is not None, "Storage is not open"
-        self._manifest.write(json.dumps(record.to_json_dict(), separators=(",", ":")) + "\n")
+        self._manifest.write((record.to_json() if line is None else line) + "\n")
 
     def rewrite_manifest(self, records: Iterable[PageRecord]) -> int:
         """Replace the manifest with ``records`` (atomically); returns how many were written."""
@@ -318,7 +318,7 @@ class Storage:
         count = 0
         with tmp.open("w", encoding="utf-8") as f:
             for record in records:
-                f.write(json.dumps(record.to_json_dict(), separators=(",", ":")) + "\n")
+                f.write(record.to_json() + "\n")
                 count += 1
         os.replace(tmp, self.manifest_path)
         self._manifest = self.manifest_path.open("a", encoding="utf-8", buffering=1 << 16)
