@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import httpcore2
+import httpx2
 import pytest
 
 from crawler.config import job_from_mapping
@@ -124,3 +125,19 @@ def test_the_fetcher_client_uses_the_asyncio_backend(tmp_path: Any) -> None:
     client = build_client(job)
     pool = client._transport._pool  # type: ignore[attr-defined]
     assert isinstance(pool._network_backend, AsyncioBackend)
+
+
+def test_proxied_clients_keep_httpcore_backend(tmp_path: Any) -> None:
+    """With a proxy the client's pool keeps httpcore2's own backend (TLS to and through an
+    HTTPS proxy is that backend's job)."""
+    job = job_from_mapping(
+        {
+            "seeds": ["http://127.0.0.1/"],
+            "http": {"proxy": "http://127.0.0.1:3128"},
+            "output": {"dir": str(tmp_path)},
+        }
+    )
+    client = build_client(job)
+    proxied = client._transport_for_url(httpx2.URL("https://example.org/"))
+    assert type(proxied._pool).__name__ == "AsyncHTTPProxy"  # type: ignore[attr-defined]
+    assert not isinstance(proxied._pool._network_backend, AsyncioBackend)  # type: ignore[attr-defined]
