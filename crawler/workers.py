@@ -320,15 +320,19 @@ class WorkerPool:
 
     async def __aenter__(self) -> Self:
         self._tg = await anyio.create_task_group().__aenter__()
+        starting: list[_Worker] = []
         try:
-            with anyio.fail_after(_START_TIMEOUT_S):
-                async with anyio.create_task_group() as starting:
-                    for _ in range(self.size):
-                        starting.start_soon(self._spawn)
+            # All start at once (each imports for most of a second); then each must say ready.
+            while len(starting) < self.size:  # kept as they start: killed if one fails
+                starting.append(await self._launch())
+            for worker in starting:
+                await self._ready(worker)
         except BaseException as exc:
+            for worker in starting:
+                if worker not in self.workers:
+                    worker.process.kill()
+                    await self._reap(worker)
             await self.__aexit__(type(exc), exc, exc.__traceback__)
-            if isinstance(exc, TimeoutError):
-                raise CrawlerError("fetch workers did not start in time") from None
             raise
         return self
 
@@ -353,6 +357,10 @@ class WorkerPool:
         return await worker.process.wait()
 
     async def _spawn(self) -> None:
+        await self._ready(await self._launch())
+
+    async def _launch(self) -> _Worker:
+        """Start a worker process and send it the job (it is not ready yet)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             process = await anyio.open_process(
@@ -368,12 +376,20 @@ class WorkerPool:
         channel.put(self.job)
         assert self._tg is not None
         self._tg.start_soon(channel.run_sender)
+        return worker
+
+    async def _ready(self, worker: _Worker) -> None:
+        """Wait for a launched worker's ready message; then it takes jobs."""
         try:
-            ready = await channel.get()
-        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+            with anyio.fail_after(_START_TIMEOUT_S):
+                ready = await worker.channel.get()
+        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError):
+                worker.process.kill()
             code = await self._reap(worker)
             raise CrawlerError(f"a fetch worker failed to start (exit code {code})") from None
         assert ready[0] == 0
+        assert self._tg is not None
         self.workers.append(worker)
         self._tg.start_soon(self._receive, worker)
         self._available.set()
@@ -396,15 +412,17 @@ class WorkerPool:
     async def _died(self, worker: _Worker) -> None:
         worker.alive = False
         self.workers.remove(worker)
-        code = await self._reap(worker)
-        why = f"fetch worker {worker.pid} exited (code {code})"
         self.deaths += 1
-        log.warning("workers.died", pid=worker.pid, exit_code=code, in_flight=len(worker.pending))
-        for pending in worker.pending.values():
-            pending.reply = _lost(why)
+        in_flight = len(worker.pending)
+        lost = _lost(f"fetch worker {worker.pid} exited")
+        for pending in worker.pending.values():  # back to the frontier, retried
+            pending.reply = lost
             pending.done.set()
         worker.pending.clear()
         await worker.channel.stream.aclose()
+        code = await self._reap(worker)
+        why = f"fetch worker {worker.pid} exited (code {code})"
+        log.warning("workers.died", pid=worker.pid, exit_code=code, in_flight=in_flight)
         if self.deaths > _MAX_DEATHS * self.size:
             self._give_up(f"fetch workers keep dying ({self.deaths} deaths; last: {why})")
             return
