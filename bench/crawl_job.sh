@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # crawl_job.sh h1|h2 — run our crawler the way the shared harness's crawl.sh expects:
 # START_URL and OUT_DIR come from the environment; bodies go under OUT_DIR. Our manifest and
-# state are moved next to OUT_DIR afterwards so the harness counts only bodies.
+# state are moved next to OUT_DIR afterwards so the harness counts only bodies. PROCESSES=N runs
+# N fetch worker processes (default 1: everything in one process).
 set -euo pipefail
 proto=${1:-h2}
 http2=$([ "$proto" = h2 ] && echo true || echo false)
@@ -18,7 +19,7 @@ robots: {obey: ${ROBOTS:-true}}
 output: {dir: "$OUT_DIR"}
 logging: {level: warning, format: json}
 YAML
-"${CRAWLER:-crawler}" crawl "$job" --no-progress >/dev/null
+"${CRAWLER:-crawler}" crawl "$job" --no-progress --processes "${PROCESSES:-1}" >/dev/null
 rc=$?
 mkdir -p "$state"
 mv "$OUT_DIR"/manifest.jsonl "$OUT_DIR"/state.* "$state"/

@@ -14,7 +14,8 @@ mkdir -p "$W"
 [ -d "$H" ] || cp -r "$SHARED" "$H"
 (cd "$H" && ./setup.sh >"$W/setup.log" 2>&1)
 export CRAWLER=${CRAWLER:-$(command -v crawler)} CA=$H/.work/tls/ca.pem SSL_CERT_FILE=$H/.work/tls/ca.pem
-H1=http://127.0.0.1:8080/index.html H2=https://127.0.0.1:8443/index.html
+read -r P1 P2 <<<"${BENCH_PORTS:-8080 8443}"  # the ports of the harness copy's nginx
+H1=http://127.0.0.1:$P1/index.html H2=https://127.0.0.1:$P2/index.html
 [ -f "$H/.work/results.jsonl" ] && mv "$H/.work/results.jsonl" "$H/.work/results.$(date +%s).jsonl"
 "$H/serve.sh" start
 trap '"$H/serve.sh" stop' EXIT
@@ -27,6 +28,7 @@ for r in $(seq "$ROUNDS"); do
   START_URL=$H1 ./crawl.sh crawler-h1 -- "$HERE/crawl_job.sh" h1
   START_URL=$H2 ./crawl.sh crawler-h1-tls -- "$HERE/crawl_job.sh" h1
   START_URL=$H2 ./crawl.sh crawler-h2 -- "$HERE/crawl_job.sh" h2
+  START_URL=$H2 PROCESSES=2 ./crawl.sh crawler-h2-p2 -- "$HERE/crawl_job.sh" h2
   START_URL=$H2 ./crawl.sh scrapy-h1-tls -- $SCRAPY
   START_URL=$H2 SCRAPY_H2=1 ./crawl.sh scrapy-h2 -- $SCRAPY
   START_URL=$H2 ./crawl.sh httpx-h1-tls -- $HTTPX

@@ -78,9 +78,15 @@ def _run_async(fn: Callable[[], Awaitable[T]], *, uvloop: bool = True) -> T:
 
 
 def _apply_overrides(
-    job: JobConfig, output: Path | None, concurrency: int | None, log_level: str | None
+    job: JobConfig,
+    output: Path | None,
+    concurrency: int | None,
+    log_level: str | None,
+    processes: int | None = None,
 ) -> JobConfig:
     data = job.model_dump(mode="python")
+    if processes is not None:
+        data["limits"]["processes"] = processes
     if output is not None:
         data["output"]["dir"] = output
     if concurrency is not None:
@@ -200,10 +206,14 @@ def crawl(
             "the stored body (not_modified). An interrupted recrawl continues.",
         ),
     ] = False,
+    processes: Annotated[
+        int | None,
+        typer.Option(help="Fetch worker processes (0: one per CPU; overrides the job).", min=0),
+    ] = None,
 ) -> None:
     """Crawl from the job's seeds until nothing in scope is left. Re-run to resume."""
     try:
-        job = _apply_overrides(load_job(job_file), output, concurrency, log_level)
+        job = _apply_overrides(load_job(job_file), output, concurrency, log_level, processes)
     except ConfigError as exc:
         raise _fail(str(exc), 2) from None
     _check_output_dir(job.output.dir)
@@ -337,6 +347,9 @@ def bench(
     durability: Annotated[
         str, typer.Option(help="process, or power (fsync with group commit).")
     ] = "process",
+    processes: Annotated[
+        int, typer.Option(help="Fetch worker processes (0: one per CPU).", min=0)
+    ] = 1,
 ) -> None:
     """Serve a generated site on 127.0.0.1 and crawl it with the full engine: pages/s."""
     with tempfile.TemporaryDirectory(prefix="crawler-bench-") as tmp:
@@ -350,6 +363,7 @@ def bench(
                     "limits": {
                         "concurrency": concurrency,
                         "per_host": {"concurrency": concurrency, "rate": 1_000_000},
+                        "processes": processes,
                     },
                     "http": {"http2": http2, "ca_bundle": server["ca"]},
                     "robots": {"obey": False},
@@ -366,7 +380,7 @@ def bench(
     out.print(
         f"bench: {ok:,} of {pages:,} pages in {wall:.2f} s = {ok / wall:,.1f} pages/s "
         f"({'HTTP/2 over TLS' if http2 else 'HTTP/1.1'}, concurrency {concurrency}, "
-        f"durability {durability}, server on the same cores)",
+        f"durability {durability}, processes {processes}, server on the same cores)",
         highlight=False,
     )
     if ok != pages:

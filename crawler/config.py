@@ -131,6 +131,9 @@ class LimitsConfig(_Model):
     """Total deadline for one request, headers and body (catches slow-drip servers)."""
     stop_grace_s: Annotated[float, Field(ge=0)] = 10.0
     """After SIGINT / SIGTERM, how long in-flight requests may finish before they are cut."""
+    processes: Annotated[int, Field(ge=0)] = 1
+    """Processes that fetch, store and parse pages (1: all in this process; 0: one per CPU).
+    One coordinator keeps the state, scheduling and politeness; N fetch workers do the rest."""
 
 
 class TimeoutsConfig(_Model):

@@ -11,7 +11,10 @@ One URL's path (the numbers match the code below):
    first request is its robots.txt (:meth:`_Crawl.fetch_robots` gives the scheduler the rules);
    a URL robots.txt forbids is handed out flagged and recorded ``robots_disallowed`` unfetched.
 3. **Fetch.** The **fetcher** GETs the URL through the one ``AsyncClient`` and streams a 2xx body
-   into a temp file from **storage**, under a byte cap and a total deadline. Whatever happens
+   into a temp file from **storage**, under a byte cap and a total deadline. Steps 3-5 up to
+   the links' raw URLs are the fetch stage (``workers``): in this process, or with
+   ``limits.processes`` > 1 in fetch worker processes (each with its own client), while this
+   process stays the one coordinator of state, scheduling, politeness and commits. Whatever happens
    comes back as an outcome value. The host's throttle hears how it went (``politeness``); a
    transient failure with attempts left goes back to the frontier with a not-before time
    (backoff, or the host's Retry-After pause) and ends here.
@@ -42,6 +45,7 @@ workers stop before anything closes. Every task lives in the engine's one task g
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections import Counter
@@ -55,7 +59,7 @@ import structlog
 
 from crawler.committer import Committer, GroupCommit
 from crawler.config import JobConfig
-from crawler.extract import extract_links, is_html
+from crawler.errors import CrawlerError
 from crawler.fetcher import Fetcher
 from crawler.frontier import SqliteFrontier
 from crawler.models import CrawlRequest, FetchResult, Outcome, PageRecord, RequestKind
@@ -63,8 +67,8 @@ from crawler.politeness import backoff_delay, is_overload, is_retryable, plan_re
 from crawler.robots import RobotsRules, agent_token, rules_from_response
 from crawler.runner import SIGNAL_EXIT, run_workers
 from crawler.scheduler import Scheduler
-from crawler.sitemaps import parse_sitemap
-from crawler.storage import BodyWriter, Storage
+from crawler.sitemaps import SitemapLinks
+from crawler.storage import Storage
 from crawler.urls import (
     CanonicalURL,
     QueryPolicy,
@@ -76,6 +80,7 @@ from crawler.urls import (
     hostname_of,
     origin_of,
 )
+from crawler.workers import FetchStage, LocalStage, PageJob, PageReply, WorkerPool, worker_count
 
 __all__ = ["CrawlProgress", "CrawlSummary", "run_crawl"]
 
@@ -218,7 +223,9 @@ class _Crawl:
         self.job = job
         self.storage = storage
         self.frontier = frontier
-        self.fetcher = fetcher
+        self.fetcher = fetcher  # robots.txt; pages go through ``stage``
+        # 3.-5. for pages: in this process, or a WorkerPool (``limits.processes``)
+        self.stage: FetchStage = LocalStage(job, fetcher, storage)
         self.policy = QueryPolicy(job.scope.query, job.scope.strip_params)
         self.scope = Scope(
             job.scope.domains or job.seed_hosts(),
@@ -386,13 +393,6 @@ class _Crawl:
                 scheduler.release(request)
 
     async def process(self, request: CrawlRequest) -> None:
-        writer: BodyWriter | None = None
-
-        def open_sink() -> BodyWriter:
-            nonlocal writer
-            writer = self.storage.open_body()
-            return writer
-
         hostname = hostname_of(request.url)
         # Credentials go to the scope's hosts only, and never to another host than the one
         # first asked when redirects led here.
@@ -400,25 +400,15 @@ class _Crawl:
             not request.chain or hostname_of(request.chain[0]) == hostname
         )
         previous = self.frontier.previous_record(request.url) if self.recrawl else None
-        try:
-            # 3. fetch
-            result = await self.fetcher.fetch(
-                request.url,
-                open_sink,
-                send_auth=send_auth,
-                headers=_conditional_headers(previous),
-            )
-            if self.should_retry(request, result):
-                if writer is not None:
-                    self.storage.discard(writer)
-                return
-            # 4. store, 5. extract
-            record, links, refused = self.store_and_extract(request, result, writer)
-            record = _revalidated(record, result, previous)
-        except BaseException:
-            if writer is not None:
-                self.storage.discard(writer)
-            raise
+        # 3. fetch, 4. store, 5. read the links (a failed fetch keeps no body)
+        reply = await self.stage.fetch_page(
+            PageJob(request.url, request.kind, send_auth, _conditional_headers(previous))
+        )
+        if self.should_retry(request, reply.result):
+            return
+        # 5. admit the links
+        record, links, refused = self.store_and_extract(request, reply)
+        record = _revalidated(record, reply.result, previous)
         # 6. settle: returns once the record is committed (with ``power``: once its batch is)
         await self.committer.submit(_Settled(request, record, links, refused))
 
@@ -478,29 +468,18 @@ class _Crawl:
         return True
 
     def store_and_extract(
-        self, request: CrawlRequest, result: FetchResult, writer: BodyWriter | None
+        self, request: CrawlRequest, reply: PageReply
     ) -> tuple[PageRecord, list[CrawlRequest], _REFUSED]:
+        """The record of a fetched page, and its links admitted (scope, traps, redirects)."""
+        result, stored = reply.result, reply.stored
         outcome, error = result.outcome, result.error
         final_url = request.url
         links: list[CrawlRequest] = []
         refused: _REFUSED = []
-        stored = None
-        if outcome is Outcome.OK and writer is not None:
-            try:
-                stored = self.storage.commit(writer, request.url)
-            except OSError as exc:
-                outcome, error = Outcome.STORAGE, f"cannot store body: {exc}"
-            else:
-                if request.kind is RequestKind.SITEMAP:
-                    links, refused, error = self.read_sitemap(request, writer, stored.path)
-                elif is_html(result.content_type):
-                    body = writer.retained()
-                    if body is None:
-                        body = self.storage.read(stored.path, self.job.limits.max_bytes)
-                    found = extract_links(body, request.url, assets=self.job.extract.assets)
-                    links, refused = self.admit(found.urls, request.depth + 1)
-        elif writer is not None:
-            self.storage.discard(writer)
+        if reply.sitemap is not None:
+            links, refused, error = self.read_sitemap(request, reply.sitemap)
+        elif reply.links:
+            links, refused = self.admit(reply.links, request.depth + 1)
         if outcome is Outcome.REDIRECT and result.location is not None:
             final_url = result.location
             outcome, error, links, refused = self.follow_redirect(request, result.location)
@@ -550,13 +529,8 @@ class _Crawl:
         return Outcome.REDIRECT, None, links, refused
 
     def read_sitemap(
-        self, request: CrawlRequest, writer: BodyWriter, path: str
+        self, request: CrawlRequest, found: SitemapLinks
     ) -> tuple[list[CrawlRequest], _REFUSED, str | None]:
-        cfg = self.job.sitemaps
-        body = writer.retained()
-        if body is None:
-            body = self.storage.read(path, self.job.limits.max_bytes)
-        found = parse_sitemap(body, max_urls=cfg.max_urls, max_bytes=cfg.max_bytes)
         pages, refused = self.admit(found.pages, request.depth)
         nested, refused_more = self.admit(found.sitemaps, request.depth, kind=RequestKind.SITEMAP)
         log.info(
@@ -733,8 +707,15 @@ async def run_crawl(
             resumed = storage.rewrite_manifest(frontier.records())
             if resumed:
                 log.info("crawl.resumed", done=resumed, queued=frontier.statistics().queued)
-            async with Fetcher(job) as fetcher:
+            async with Fetcher(job) as fetcher, contextlib.AsyncExitStack() as stack:
                 crawl = _Crawl(job, storage, frontier, fetcher)
+                processes = worker_count(job.limits.processes)
+                pool = None
+                if processes > 1:
+                    # Opened after the state and storage (the coordinator's), closed before.
+                    pool = WorkerPool(job, processes, on_failure=crawl.scheduler.stop)
+                    crawl.stage = await stack.enter_async_context(pool)
+                    log.info("crawl.workers", processes=processes, pids=pool.pids)
                 crawl.stopped_by = await run_workers(
                     crawl.worker,
                     concurrency=job.limits.concurrency,
@@ -749,6 +730,7 @@ async def run_crawl(
                     after=crawl.committer.drain,
                 )
             summary = crawl.summary()
+            failed = pool.error if pool is not None else None
             if crawl.recrawl:
                 if summary.complete:
                     frontier.end_recrawl()
@@ -756,6 +738,8 @@ async def run_crawl(
                 storage.rewrite_manifest(frontier.records())
     finally:
         structlog.contextvars.unbind_contextvars("job")
+    if failed is not None:
+        raise CrawlerError(f"{failed}; the state is saved: re-run to resume")
     log.info(
         "crawl.finished",
         pages=summary.pages,

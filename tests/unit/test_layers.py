@@ -70,12 +70,13 @@ def test_every_module_declares_all_and_a_docstring() -> None:
         assert "__all__" in names, path.name
 
 
-# Modules that wire stages together: the crawl engine and the bulk-download pipeline.
-WIRING = {"engine", "download"}
+# Modules that wire stages together: the crawl engine, the bulk-download pipeline and the
+# crawl's fetch stage (fetch, store, extract; in this process or in worker processes).
+WIRING = {"engine", "download", "workers"}
 
 
 def test_only_wiring_modules_import_several_stages() -> None:
-    """engine.py and download.py are the only modules that know more than one stage."""
+    """engine.py, download.py and workers.py are the only modules that know several stages."""
     for path in PACKAGE.glob("*.py"):
         used = {m.split(".")[1] for m in imports(path) if m.startswith("crawler.")} & STAGES
         if len(used) > 1:
