@@ -34,5 +34,6 @@ for r in $(seq "$ROUNDS"); do
   START_URL=$H2 ./crawl.sh httpx-h1-tls -- $HTTPX
   START_URL=$H2 ./crawl.sh httpx-h2 -- $HTTPX --http2
   START_URL=$H2 ./crawl.sh wget2-h2 -- sh -c "$WGET2"
+  START_URL=$H1 ./crawl.sh wget2-h1 -- sh -c "$WGET2"
 done
 REF=${REF:-scrapy-h2} python3 ./summarize.py | tee "$W/summary.md"
