@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,30 @@ def wait_for(app: SiteApp, requests: int, within_s: float = 30) -> None:
 
 def page_counts(app: SiteApp) -> Counter[str]:
     return Counter({p: n for p, n in app.requests.items() if p != "/robots.txt"})
+
+
+@contextmanager
+def crawling_with_workers(
+    job: Path, app: SiteApp, requests: int, *, quiet: bool = False
+) -> Iterator[tuple[subprocess.Popen[str], list[int]]]:
+    """The CLI crawling ``job`` with 2 fetch workers, once ``app`` has served ``requests``:
+    the process and its two workers' PIDs. Killed (by PID) if still running after."""
+    out = subprocess.DEVNULL if quiet else subprocess.PIPE
+    proc = subprocess.Popen(
+        [*CRAWLER, "crawl", str(job), "--no-progress", "--processes", "2"],
+        stdout=out,
+        stderr=out,
+        text=True,
+    )
+    try:
+        wait_for(app, requests)
+        workers = children(proc.pid)
+        assert len(workers) == 2
+        yield proc, workers
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 @pytest.mark.parametrize("tls", [True, False], ids=["h2-tls", "http1"])
@@ -209,21 +235,9 @@ def test_a_killed_worker_is_replaced_and_its_pages_retried(
             tls_files.ca,
             per_host={"concurrency": 16, "rate": 150},
         )
-        proc = subprocess.Popen(
-            [*CRAWLER, "crawl", str(job), "--no-progress", "--processes", "2"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            wait_for(app, 60)
-            workers = children(proc.pid)
-            assert len(workers) == 2
+        with crawling_with_workers(job, app, 60) as (proc, workers):
             os.kill(workers[0], signal.SIGKILL)
             _, stderr = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
         assert proc.returncode == 0, stderr[-2000:]
         assert "workers.died" in stderr
         records = manifest(tmp_path / "out")
@@ -284,22 +298,10 @@ def test_sigterm_with_workers_exits_143_and_leaves_no_worker(
             tls_files.ca,
             per_host={"concurrency": 16, "rate": 40},
         )
-        proc = subprocess.Popen(
-            [*CRAWLER, "crawl", str(job), "--no-progress", "--processes", "2"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            wait_for(app, 31)  # robots.txt and 30 pages
-            workers = children(proc.pid)
-            assert len(workers) == 2
+        with crawling_with_workers(job, app, 31) as (proc, workers):  # robots.txt + 30 pages
             os.kill(proc.pid, signal.SIGTERM)
             stopped = time.monotonic()
             _, stderr = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
         assert proc.returncode == 143, stderr[-2000:]
         assert time.monotonic() - stopped < 11
         assert gone(workers, within_s=1)
@@ -325,21 +327,10 @@ def test_sigkill_of_the_coordinator_ends_its_workers(tmp_path: Path, tls_files: 
             tls_files.ca,
             per_host={"concurrency": 16, "rate": 100},
         )
-        proc = subprocess.Popen(
-            [*CRAWLER, "crawl", str(job), "--no-progress", "--processes", "2"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_for(app, 30)
-            workers = children(proc.pid)
-            assert len(workers) == 2
+        with crawling_with_workers(job, app, 30, quiet=True) as (proc, workers):
             proc.kill()
             proc.wait(timeout=10)
             assert gone(workers, within_s=10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
         rerun = run(job, "--processes", "2", env={"CRAWLER_LIMITS__PER_HOST__RATE": "100000"})
         assert rerun.returncode == 0, rerun.stderr[-2000:]
     records = manifest(tmp_path / "out")

@@ -32,6 +32,24 @@ def test_batch_due_by_count_by_age_or_when_no_producer_is_left() -> None:
     assert core.due_in(now=20.0, active=1) == pytest.approx(0.5)  # a new batch, a new clock
 
 
+async def _submit_all(committer: Committer[int], producers: int, returned: list[int]) -> None:
+    """``producers`` tasks each submit one item (0..n-1) while the flusher runs; each appends
+    its item to ``returned`` once submit returns; then drain."""
+
+    async def produce(i: int) -> None:
+        await committer.submit(i)
+        returned.append(i)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(committer.run)
+            async with anyio.create_task_group() as tg:
+                for i in range(producers):
+                    tg.start_soon(produce, i)
+            await committer.drain()
+            outer.cancel_scope.cancel()
+
+
 async def test_without_sync_each_item_commits_inline() -> None:
     """Durability process: submit commits the item at once, one commit per item."""
     commits: list[list[int]] = []
@@ -68,19 +86,7 @@ async def test_batched_items_are_synced_then_committed_together() -> None:
         active=lambda: active - committer.waiting,
         policy=GroupCommit(max_items=100, max_delay_s=5.0),
     )
-
-    async def produce(i: int) -> None:
-        await committer.submit(i)
-        returned.append(i)
-
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as outer:
-            outer.start_soon(committer.run)
-            async with anyio.create_task_group() as tg:
-                for i in range(producers):
-                    tg.start_soon(produce, i)
-            await committer.drain()
-            outer.cancel_scope.cancel()
+    await _submit_all(committer, producers, returned)
     assert sorted(returned) == list(range(producers))
     # No producer was left working once all had submitted, so the batch did not wait 5 s:
     # one sync and one commit for all eight.
@@ -107,19 +113,7 @@ async def test_grouped_without_sync_commits_together_and_returns_after() -> None
         policy=GroupCommit(max_items=100, max_delay_s=5.0),
     )
     assert committer.batched
-
-    async def produce(i: int) -> None:
-        await committer.submit(i)
-        returned.append(i)
-
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as outer:
-            outer.start_soon(committer.run)
-            async with anyio.create_task_group() as tg:
-                for i in range(producers):
-                    tg.start_soon(produce, i)
-            await committer.drain()
-            outer.cancel_scope.cancel()
+    await _submit_all(committer, producers, returned)
     assert commits == [list(range(producers))]
     assert sorted(returned) == list(range(producers))
 
