@@ -25,7 +25,7 @@ import httpcore2
 
 __all__ = ["AsyncioBackend", "AsyncioStream", "race"]
 
-_HIGH_WATER = 1024 * 1024  # buffered bytes at which reading from the socket pauses
+_HIGH_WATER = 256 * 1024  # buffered bytes at which reading from the socket pauses (one read)
 _STAGGER_S = 0.25  # RFC 8305's "Connection Attempt Delay"
 
 _SocketOption = (

@@ -16,7 +16,7 @@ import pytest
 
 from crawler.config import job_from_mapping
 from crawler.fetcher import build_client
-from crawler.netio import AsyncioBackend, race
+from crawler.netio import AsyncioBackend, AsyncioStream, race
 
 pytestmark = pytest.mark.anyio
 
@@ -141,3 +141,36 @@ def test_proxied_clients_keep_httpcore_backend(tmp_path: Any) -> None:
     proxied = client._transport_for_url(httpx2.URL("https://example.org/"))
     assert type(proxied._pool).__name__ == "AsyncHTTPProxy"  # type: ignore[attr-defined]
     assert not isinstance(proxied._pool._network_backend, AsyncioBackend)  # type: ignore[attr-defined]
+
+
+async def test_a_slow_reader_pauses_the_socket_and_loses_nothing() -> None:
+    """A server sends 4 MiB at once to a reader that has not read yet: the stream stops
+    reading from the socket once its buffer is full (memory bounded), resumes as it is read,
+    and every byte arrives in order."""
+    payload = bytes(range(256)) * (4 * 4096)
+
+    async def serve(client: anyio.abc.SocketStream) -> None:
+        async with client:
+            await client.send(payload)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        stream = await AsyncioBackend().connect_tcp("127.0.0.1", port, timeout=5)
+        assert isinstance(stream, AsyncioStream)
+        protocol = stream._protocol
+        for _ in range(1000):  # at most 10 s for the server's bytes to arrive
+            if protocol.reading_paused:
+                break
+            await anyio.sleep(0.01)
+        assert protocol.reading_paused
+        assert protocol.size <= 1024 * 1024  # the high-water mark plus at most one socket read
+        got = bytearray()
+        with anyio.fail_after(10):
+            while chunk := await stream.read(65536, timeout=5):
+                got += chunk
+        assert bytes(got) == payload
+        await stream.aclose()
+        tg.cancel_scope.cancel()
+    await listener.aclose()
