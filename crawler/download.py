@@ -474,6 +474,9 @@ async def run_download(
     entries = list(entries)
     root = job.output.dir
     structlog.contextvars.bind_contextvars(job=job.name)
+    if job.limits.processes != 1:
+        # Downloads are bound by the network and the disk, not by one process's CPU.
+        log.warning("download.processes_ignored", processes=job.limits.processes)
     try:
         with (
             Storage(root, layout=job.output.layout) as storage,

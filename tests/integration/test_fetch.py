@@ -342,6 +342,29 @@ def test_cli_fetch_exit_codes_and_bad_lines(tmp_path: Path) -> None:
     assert "nope.txt: cannot read URL list" in missing.stderr
 
 
+def test_cli_fetch_says_worker_processes_do_not_apply(tmp_path: Path) -> None:
+    """limits.processes is for crawls: a download with it set still runs in one process, and
+    says so in one warning instead of ignoring it silently."""
+    app = FileApp()
+    app.set("b.txt", SMALL)
+    job = tmp_path / "job.yaml"
+    job.write_text("limits: {processes: 2}\n")
+    with LiveServer(app) as srv:
+        result = run(
+            "fetch",
+            "-",
+            "-o",
+            str(tmp_path / "out"),
+            "--job",
+            str(job),
+            stdin=srv.url("/f/b.txt") + "\n",
+        )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "b.txt").read_bytes() == SMALL
+    warnings = [line for line in result.stderr.splitlines() if "processes_ignored" in line]
+    assert len(warnings) == 1
+
+
 def test_cli_killed_mid_download_resumes(tmp_path: Path) -> None:
     """kill -9 while a file streams: nothing under the final name; the re-run resumes with a
     Range request at the partial file's size and ends byte-identical (exit 0)."""
