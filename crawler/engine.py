@@ -407,7 +407,7 @@ class _Crawl:
         if self.should_retry(request, reply.result):
             return
         # 5. admit the links
-        record, links, refused = self.store_and_extract(request, reply)
+        record, links, refused = self.record_and_admit(request, reply)
         record = _revalidated(record, reply.result, previous)
         # 6. settle: returns once the record is committed (with ``power``: once its batch is)
         await self.committer.submit(_Settled(request, record, links, refused))
@@ -467,7 +467,7 @@ class _Crawl:
         )
         return True
 
-    def store_and_extract(
+    def record_and_admit(
         self, request: CrawlRequest, reply: PageReply
     ) -> tuple[PageRecord, list[CrawlRequest], _REFUSED]:
         """The record of a fetched page, and its links admitted (scope, traps, redirects)."""

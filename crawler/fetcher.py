@@ -285,9 +285,32 @@ class Fetcher:
         if on_response is not None and not on_response(status, response.headers):
             return result(Outcome.OK)
         sink = open_sink()
-        if self._idle is not None:
-            return await self._read_idle(response, sink, result, self._idle, cap)
+        idle = self._idle
+        if idle is None:
+            return await self._copy_body(response, sink, result, cap)
+        # A download: one cancel scope whose deadline moves with the chunks (cheaper than a
+        # timeout per chunk), cut when the stream goes quiet for ``idle`` seconds.
+        with anyio.CancelScope(deadline=anyio.current_time() + idle) as quiet:
+            return await self._copy_body(response, sink, result, cap, quiet, idle)
+        return result(Outcome.TIMEOUT, error=f"no data for {idle:g} s")  # the scope's cut
+
+    @staticmethod
+    async def _copy_body(
+        response: httpx2.Response,
+        sink: BodySink,
+        result: Callable[..., FetchResult],
+        cap: int | None,
+        quiet: anyio.CancelScope | None = None,
+        idle: float = 0.0,
+    ) -> FetchResult:
+        """The body loop: each decoded piece into ``sink`` under ``cap``; with ``quiet``, its
+        deadline is moved ``idle`` seconds ahead as data comes."""
         size = 0
+        # Moving a deadline reschedules a timer: do it at most every idle/8 s, so the cut
+        # comes after between 7/8 and 1 times ``idle`` without data.
+        # (time.monotonic is the cheap check; the deadline itself is in the loop's clock.)
+        step = idle / 8
+        moved = time.monotonic()
         # httpx2's decoders yield at most 1 MiB per piece, so the cap is checked before a
         # piece is written and memory stays at one piece whatever the compression ratio.
         async for chunk in response.aiter_bytes():
@@ -298,36 +321,7 @@ class Fetcher:
                 sink.write(chunk)
             except OSError as exc:  # the disk, not the network: disk full, permissions
                 return result(Outcome.STORAGE, error=f"cannot write the body: {exc}")
-        return result(Outcome.OK)
-
-    async def _read_idle(
-        self,
-        response: httpx2.Response,
-        sink: BodySink,
-        result: Callable[..., FetchResult],
-        idle: float,
-        cap: int | None,
-    ) -> FetchResult:
-        """The body loop of a download: one cancel scope whose deadline moves with each chunk
-        (cheaper than a timeout per chunk), optional cap."""
-        size = 0
-        # Moving a deadline reschedules a timer: do it at most every idle/8 s, so the cut
-        # comes after between 7/8 and 1 times ``idle`` without data.
-        # (time.monotonic is the cheap check; the deadline itself is in the loop's clock.)
-        step = idle / 8
-        moved = time.monotonic()
-        with anyio.CancelScope(deadline=anyio.current_time() + idle) as quiet:
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if cap is not None and size > cap:
-                    return result(Outcome.TOO_LARGE, error=f"body exceeds max_bytes {cap}")
-                try:
-                    sink.write(chunk)
-                except OSError as exc:
-                    return result(Outcome.STORAGE, error=f"cannot write the body: {exc}")
-                if time.monotonic() - moved > step:
-                    quiet.deadline = anyio.current_time() + idle
-                    moved = time.monotonic()
-        if quiet.cancelled_caught:
-            return result(Outcome.TIMEOUT, error=f"no data for {idle:g} s")
+            if quiet is not None and time.monotonic() - moved > step:
+                quiet.deadline = anyio.current_time() + idle
+                moved = time.monotonic()
         return result(Outcome.OK)

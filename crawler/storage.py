@@ -127,9 +127,7 @@ class BodyWriter:
         if self.file is not None:
             self.file.write(chunk)
         elif self.size > self.spill:
-            self.file = open(self.tmp_path, "wb")  # noqa: SIM115 - closed by commit / discard
-            self.file.write(b"".join(self._kept))
-            self.file.write(chunk)
+            self._open_file().write(chunk)
         if self._kept_size <= self.retain:
             self._kept.append(chunk)
             self._kept_size += len(chunk)
@@ -143,12 +141,16 @@ class BodyWriter:
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 
+    def _open_file(self) -> IO[bytes]:
+        """Create the temp file with what was held in memory so far (all of it is kept:
+        ``spill`` <= ``retain``)."""
+        file = self.file = open(self.tmp_path, "wb")  # noqa: SIM115 - closed by commit / discard
+        file.write(b"".join(self._kept))
+        return file
+
     def close_file(self, *, fsync: bool = False) -> None:
         """Put the whole body in its temp file and close it (``fsync``: and sync it)."""
-        file = self.file
-        if file is None:
-            file = self.file = open(self.tmp_path, "wb")  # noqa: SIM115
-            file.write(b"".join(self._kept))
+        file = self.file if self.file is not None else self._open_file()
         file.flush()
         if fsync:
             os.fsync(file.fileno())
